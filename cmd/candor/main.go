@@ -1,0 +1,200 @@
+// Command candor is an HTTP reverse proxy and API gateway with exact,
+// explainable failure semantics.
+//
+//	candor run -c candor.yaml     run the gateway
+//	candor validate candor.yaml   check a configuration and exit
+//	candor demo                   run the gateway in front of a misbehaving demo upstream
+//	candor causes                 print the cause table
+//	candor version                print the version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"candor/internal/admin"
+	"candor/internal/config"
+	"candor/internal/demo"
+	"candor/internal/reload"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// drainTimeout bounds a graceful shutdown.
+const drainTimeout = 30 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  candor run -c FILE        run the gateway with configuration FILE
+  candor validate FILE      check configuration FILE and exit (0: valid)
+  candor demo [-listen A]   run the gateway in front of a built-in misbehaving upstream
+  candor causes [-json]     print the cause table
+  candor version            print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "causes":
+		return cmdCauses(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "candor", versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "candor: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+// configPath takes the configuration file from -c or the first argument.
+func configPath(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "configuration `file`")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" && fs.NArg() == 1 {
+		*path = fs.Arg(0)
+	}
+	if *path == "" || fs.NArg() > 1 || (fs.NArg() == 1 && fs.Arg(0) != *path) {
+		fmt.Fprintf(stderr, "candor %s: need exactly one configuration file (-c FILE)\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	path, ok := configPath("validate", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d routes, %d upstreams)\n", cfg.File, len(cfg.Routes), len(cfg.Upstreams))
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	path, ok := configPath("run", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	st, err := reload.Start(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "candor:", err)
+		return 1
+	}
+	attrs := []any{"listen", st.Gateway.Addr(), "config", cfg.File, "version", versionString()}
+	if st.Admin != nil {
+		attrs = append(attrs, "admin", st.Admin.Addr())
+	}
+	log.Info("candor started", attrs...)
+	return waitAndDrain(st, log)
+}
+
+// waitAndDrain blocks until SIGINT or SIGTERM, then drains gracefully.
+func waitAndDrain(st *reload.State, log *slog.Logger) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("candor draining", "deadline", drainTimeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := st.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("candor shutdown", "error", err.Error())
+		return 1
+	}
+	log.Info("candor stopped")
+	return 0
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "gateway `address`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr, "info")
+	d, err := demo.Start(*listen, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "candor demo:", err)
+		return 1
+	}
+	defer d.Close()
+	d.PrintGuide(stdout)
+	return waitAndDrain(d.State, log)
+}
+
+func cmdCauses(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("causes", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	causes := admin.Causes()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(causes)
+		return 0
+	}
+	for _, c := range causes {
+		fmt.Fprintf(stdout, "%s  %d  (phase %s, retry %s)\n  what: %s\n  fix:  %s\n\n", c.ID, c.Status, c.Phase, c.Retry, c.Explanation, c.Fix)
+	}
+	return 0
+}

@@ -1,0 +1,554 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
+)
+
+// errLine is the form of every line of a configuration error.
+var errLine = regexp.MustCompile(`^[^:]+:\d+: `)
+
+// validFiles returns the configuration files that must parse.
+func validFiles(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "valid", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no valid testdata: %v", err)
+	}
+	return append(files, filepath.Join("testdata", "full.yaml"))
+}
+
+// invalidFiles returns the configuration files that must fail.
+func invalidFiles(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid testdata: %v", err)
+	}
+	return files
+}
+
+// abs returns the absolute form of a path relative to the package folder.
+func abs(t *testing.T, path string) string {
+	t.Helper()
+	a, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestLoadValid(t *testing.T) {
+	for _, file := range validFiles(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			c, err := Load(file)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if c.File != abs(t, file) {
+				t.Errorf("File = %q, want %q", c.File, abs(t, file))
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate after Load: %v", err)
+			}
+		})
+	}
+}
+
+// timeouts returns the default timeouts.
+func timeouts() Timeouts {
+	return Timeouts{
+		Connect:        DefaultConnect,
+		ResponseHeader: DefaultResponseHeader,
+		Idle:           DefaultIdle,
+		PoolIdle:       DefaultPoolIdle,
+	}
+}
+
+func TestLoadGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want func(file string) *Config
+	}{
+		{
+			name: "minimal gets every default",
+			file: "testdata/valid/minimal.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Log:    Log{Level: "info"},
+					Routes: []Route{{Name: "web", Upstream: "web", Line: 3}},
+					Upstreams: map[string]*Upstream{
+						"web": {
+							Targets:           []Target{{URL: "http://127.0.0.1:3000", Line: 8}},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Name:              "web",
+							Line:              6,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "explicit zero values are kept and hosts normalised",
+			file: "testdata/valid/explicit.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: ":8080",
+					Admin:  &Admin{Listen: "[::1]:9090"},
+					Log:    Log{Level: "info"},
+					Routes: []Route{{
+						Name:     "Shop.v2_api-1",
+						Match:    Match{Host: "2001:db8::1", PathPrefix: "/"},
+						Upstream: "shop",
+						Strict:   &Strict{Buffer: 1 << 20, Validate: ValidateNone},
+						Line:     6,
+					}},
+					Upstreams: map[string]*Upstream{
+						"shop": {
+							Targets: []Target{
+								{URL: "HTTP://Shop-1.internal", Line: 15},
+								{URL: "http://[2001:db8::2]:8080/", Line: 16},
+								{URL: "https://shop_2.docker:443", Line: 17},
+							},
+							Timeouts:          timeouts(),
+							TLS:               &TLS{ServerName: "shop.internal"},
+							Resolver:          "[2001:db8::53]:53",
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  0,
+							Name:              "shop",
+							Line:              13,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "full example",
+			file: "testdata/full.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "0.0.0.0:8080",
+					Admin:  &Admin{Listen: "127.0.0.1:9090"},
+					Log:    Log{Level: "warn", Access: true},
+					Routes: []Route{
+						{
+							Name:     "api",
+							Match:    Match{Host: "api.example.com", PathPrefix: "/v1/"},
+							Upstream: "api",
+							Strict:   &Strict{Buffer: 2 << 20, Validate: ValidateJSON},
+							Line:     34,
+						},
+						{Name: "catch-all", Upstream: "web", Line: 53},
+					},
+					Upstreams: map[string]*Upstream{
+						"api": {
+							Targets: []Target{
+								{URL: "https://10.0.0.11:8443", Line: 64},
+								{URL: "https://api-2.internal:8443", Line: 65},
+							},
+							Timeouts: Timeouts{
+								Connect:        Duration(time.Second),
+								ResponseHeader: Duration(10 * time.Second),
+								Idle:           Duration(30 * time.Second),
+								PoolIdle:       Duration(3 * time.Second),
+							},
+							TLS: &TLS{
+								CAFile:     filepath.Join(filepath.Dir(file), "ca.pem"),
+								ServerName: "api.internal",
+							},
+							Resolver:          "10.0.0.53:53",
+							ResponseHeadLimit: 32 << 10,
+							MaxIdlePerTarget:  16,
+							Name:              "api",
+							Line:              59,
+						},
+						"web": {
+							Targets:           []Target{{URL: "http://127.0.0.1:3000", Line: 94}},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Name:              "web",
+							Line:              92,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "aliases share a mapping",
+			file: "testdata/valid/anchors.yaml",
+			want: func(file string) *Config {
+				fast := Timeouts{
+					Connect:        Duration(500 * time.Millisecond),
+					ResponseHeader: Duration(5 * time.Second),
+					Idle:           DefaultIdle,
+					PoolIdle:       DefaultPoolIdle,
+				}
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Log:    Log{Level: "info"},
+					Routes: []Route{
+						{Name: "a", Match: Match{PathPrefix: "/a"}, Upstream: "a", Line: 3},
+						{Name: "b", Match: Match{PathPrefix: "/b"}, Upstream: "b", Line: 6},
+					},
+					Upstreams: map[string]*Upstream{
+						"a": {
+							Targets:           []Target{{URL: "http://10.0.0.1:80", Line: 11}},
+							Timeouts:          fast,
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Name:              "a",
+							Line:              10,
+						},
+						"b": {
+							Targets:           []Target{{URL: "http://10.0.0.2:80", Line: 16}},
+							Timeouts:          fast,
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Name:              "b",
+							Line:              15,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Load(tt.file)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if diff := cmp.Diff(tt.want(abs(t, tt.file)), got); diff != "" {
+				t.Errorf("Load(%s) mismatch (-want +got):\n%s", tt.file, diff)
+			}
+		})
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	files := invalidFiles(t)
+	if len(files) < 25 {
+		t.Errorf("only %d invalid cases, want at least 25", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			want, ok := strings.CutPrefix(first, "# want: ")
+			if !ok || !strings.HasPrefix(want, filepath.Base(file)+":") {
+				t.Fatalf("first line %q is not \"# want: %s:LINE: ...\"", first, filepath.Base(file))
+			}
+			c, err := Load(file)
+			if err == nil {
+				t.Fatalf("Load succeeded: %+v", c)
+			}
+			if c != nil {
+				t.Errorf("Load returned a config with its error")
+			}
+			if !strings.Contains(err.Error(), string(filepath.Separator)+want) {
+				t.Errorf("error does not contain %q:\n%v", want, err)
+			}
+			errs, ok := errors.AsType[*Errors](err)
+			if !ok {
+				t.Fatalf("error is %T, want *Errors", err)
+			}
+			for _, line := range strings.Split(errs.Error(), "\n") {
+				if !errLine.MatchString(line) {
+					t.Errorf("error line %q lacks file:line:", line)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error reveals a password: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryError(t *testing.T) {
+	const data = `listen: nowhere
+log:
+  level: loud
+routes:
+  - name: a
+    upstream: missing
+  - name: a
+    upstream: api
+    match: {path_prefix: nope}
+upstreams:
+  api:
+    targets:
+      - url: ftp://x
+      - url: http://x/p
+    timeouts:
+      connect: 5
+      idle: forever
+    bogus: 1
+`
+	_, err := Parse("multi.yaml", []byte(data))
+	got, ok := errors.AsType[*Errors](err)
+	if !ok {
+		t.Fatalf("Parse error = %v (%T), want *Errors", err, err)
+	}
+	fe := func(line int, field, reason string) *FieldError {
+		return &FieldError{File: "multi.yaml", Line: line, Field: field, Reason: reason}
+	}
+	want := &Errors{
+		fe(1, "listen", `"nowhere" is not host:port (missing port in address)`),
+		fe(3, "log.level", `must be debug, info, warn or error, got "loud"`),
+		fe(5, "routes[0].upstream", `route names missing upstream "missing"`),
+		fe(7, "routes[1].name", `duplicate route name "a" (first at line 5, routes[0])`),
+		fe(9, "routes[1].match.path_prefix", `must begin with "/", got "nope"`),
+		fe(13, "upstreams.api.targets[0].url", `unsupported scheme "ftp": write http://host[:port] or https://host[:port]`),
+		fe(14, "upstreams.api.targets[1].url", `must not have a path, got "/p" (routes forward the request path as is)`),
+		fe(16, "upstreams.api.timeouts.connect", "missing unit, e.g. 5s"),
+		fe(17, "upstreams.api.timeouts.idle", `invalid duration "forever": write a number and a unit (ns, us, ms, s, m, h), e.g. 5s or 1m30s`),
+		fe(18, "upstreams.api.bogus", "unknown key (valid keys: targets, timeouts, tls, resolver, response_head_limit, max_idle_per_target)"),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors mismatch (-want +got):\n%s", diff)
+	}
+	wantText := `multi.yaml:1: listen: "nowhere" is not host:port (missing port in address)
+multi.yaml:3: log.level: must be debug, info, warn or error, got "loud"`
+	if text := got.Error(); !strings.HasPrefix(text, wantText+"\n") {
+		t.Errorf("Error() =\n%s\nwant it to begin with\n%s", text, wantText)
+	}
+	if fe, ok := errors.AsType[*FieldError](err); !ok || fe.Line != 1 {
+		t.Errorf("errors.AsType[*FieldError] = %v, %v; want the first problem", fe, ok)
+	}
+}
+
+func TestParseDoesNotRepeatDecodeErrors(t *testing.T) {
+	const data = `routes:
+  - name: a
+    upstream: [a]
+upstreams:
+  a:
+    targets:
+      - url: {u: 1}
+`
+	_, err := Parse("x.yaml", []byte(data))
+	got, _ := errors.AsType[*Errors](err)
+	want := &Errors{
+		{File: "x.yaml", Line: 3, Field: "routes[0].upstream", Reason: "expected a string, got a list"},
+		{File: "x.yaml", Line: 7, Field: "upstreams.a.targets[0].url", Reason: "expected a string, got a mapping"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load error = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// writeCA writes a freshly generated self-signed CA certificate, PEM
+// encoded, to path.
+func writeCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRelativeCAFile(t *testing.T) {
+	dir := t.TempDir()
+	writeCA(t, filepath.Join(dir, "certs", "ca.pem"))
+	conf := func(ca string) []byte {
+		return []byte(`routes:
+  - name: api
+    upstream: api
+upstreams:
+  api:
+    targets:
+      - url: https://api.internal
+    tls:
+      ca_file: ` + ca + "\n")
+	}
+	want := filepath.Join(dir, "certs", "ca.pem")
+	tests := []struct {
+		name string
+		// load returns the config read from a file in dir holding data.
+		load func(t *testing.T, data []byte) (*Config, error)
+		ca   string
+	}{
+		{
+			name: "Load with a relative ca_file",
+			ca:   "certs/ca.pem",
+			load: func(t *testing.T, data []byte) (*Config, error) {
+				file := filepath.Join(dir, "candor.yaml")
+				if err := os.WriteFile(file, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return Load(file)
+			},
+		},
+		{
+			name: "Load with ./ and ..",
+			ca:   "./sub/../certs/ca.pem",
+			load: func(t *testing.T, data []byte) (*Config, error) {
+				file := filepath.Join(dir, "candor2.yaml")
+				if err := os.WriteFile(file, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return Load(file)
+			},
+		},
+		{
+			name: "Load from a sub-folder",
+			ca:   "../certs/ca.pem",
+			load: func(t *testing.T, data []byte) (*Config, error) {
+				file := filepath.Join(dir, "conf", "candor.yaml")
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return Load(file)
+			},
+		},
+		{
+			name: "Parse with a relative file name",
+			ca:   "certs/ca.pem",
+			load: func(t *testing.T, data []byte) (*Config, error) {
+				t.Chdir(dir)
+				return Parse("candor.yaml", data)
+			},
+		},
+		{
+			name: "absolute ca_file is kept",
+			ca:   want,
+			load: func(t *testing.T, data []byte) (*Config, error) {
+				return Parse("elsewhere/candor.yaml", data)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.load(t, conf(tt.ca))
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if got := c.Upstream("api").TLS.CAFile; got != want {
+				t.Errorf("CAFile = %q, want %q", got, want)
+			}
+		})
+	}
+
+	t.Run("relative to the file, not the working directory", func(t *testing.T) {
+		_, err := Parse(filepath.Join(t.TempDir(), "candor.yaml"), conf("certs/ca.pem"))
+		if err == nil || !strings.Contains(err.Error(), "candor.yaml:9: upstreams.api.tls.ca_file: cannot read") {
+			t.Errorf("Parse error = %v, want ca_file cannot read", err)
+		}
+	})
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	for _, file := range validFiles(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			c, err := Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := yaml.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(c.File, data)
+			if err != nil {
+				t.Fatalf("Parse(Marshal(c)): %v\n%s", err, data)
+			}
+			if diff := cmp.Diff(c, again, ignoreLines()); diff != "" {
+				t.Errorf("round trip mismatch (-loaded +reparsed):\n%s\n%s", diff, data)
+			}
+		})
+	}
+}
+
+// ignoreLines ignores the Line fields, which a round trip changes.
+func ignoreLines() cmp.Option {
+	return cmp.Options{
+		cmpopts.IgnoreFields(Route{}, "Line"),
+		cmpopts.IgnoreFields(Upstream{}, "Line"),
+		cmpopts.IgnoreFields(Target{}, "Line"),
+	}
+}
+
+func TestUpstream(t *testing.T) {
+	c, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		want string // "" for none
+	}{
+		{name: "api", want: "api"},
+		{name: "web", want: "web"},
+		{name: "nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := c.Upstream(tt.name)
+			got := ""
+			if u != nil {
+				got = u.Name
+			}
+			if got != tt.want {
+				t.Errorf("Upstream(%q).Name = %q, want %q", tt.name, got, tt.want)
+			}
+		})
+	}
+}

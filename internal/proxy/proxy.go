@@ -1,0 +1,337 @@
+// Package proxy is candor's request path: it strings together the router,
+// the balancer, the upstream transport, the verdict on the response and the
+// responder, and writes one log record per request.
+//
+//	request -> route -> pick target -> upstream attempt -> verdict -> respond
+//
+// A valid upstream response, whatever its status, is passed through with
+// hop-by-hop fields removed. Every outcome candor generates itself comes
+// from the cause table (package failure) and is rendered by package
+// respond.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"candor/internal/balancer"
+	"candor/internal/failure"
+	"candor/internal/respond"
+	"candor/internal/router"
+	"candor/internal/telemetry"
+	"candor/internal/upstream"
+)
+
+// Route is a route of one configuration generation.
+type Route struct {
+	Name     string
+	Upstream *upstream.Transport
+	Picker   balancer.Picker
+	// Strict is nil for streaming routes.
+	Strict *Strict
+}
+
+// Strict is a route's strict mode: responses are buffered up to Buffer
+// bytes and validated before any byte is sent to the client.
+type Strict struct {
+	Buffer int64
+	// JSON requires a valid JSON body when the media type is JSON.
+	JSON bool
+}
+
+// Table is the immutable routing state of one configuration generation.
+type Table struct {
+	Router *router.Table
+	// Routes are indexed like the Router's rules.
+	Routes []*Route
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Log receives one record per gateway failure, and per request when
+	// Access is set.
+	Log *slog.Logger
+	// Access logs successful requests too.
+	Access bool
+}
+
+// Handler is the gateway's http.Handler. Its Table can be swapped at any
+// time; each request uses the Table that was current when it started.
+type Handler struct {
+	table  atomic.Pointer[Table]
+	log    *slog.Logger
+	access bool
+	bufs   sync.Pool
+}
+
+// New returns a Handler serving t.
+func New(t *Table, opt Options) *Handler {
+	h := &Handler{log: opt.Log, access: opt.Access}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	h.table.Store(t)
+	return h
+}
+
+// Swap installs t for new requests and returns the previous Table.
+func (h *Handler) Swap(t *Table) *Table { return h.table.Swap(t) }
+
+// exchange is the state of one request.
+type exchange struct {
+	w           http.ResponseWriter
+	r           *http.Request
+	id          string
+	rec         telemetry.Record
+	wroteHeader bool
+	// abort reports that the response must be cut off: its status was
+	// sent and its body broke.
+	abort bool
+}
+
+// ServeHTTP handles one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{w: w, r: r, id: respond.RequestID(r.Header)}
+	x.rec = telemetry.Record{
+		Time: start, RequestID: x.id, Method: r.Method, Host: r.Host,
+		Path: r.URL.Path,
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			h.recovered(x, v)
+		}
+		x.rec.Total = time.Since(start)
+		x.rec.Log(r.Context(), h.log)
+		if x.abort {
+			// Cut the response off: HTTP/1.1 closes the connection
+			// short of Content-Length or without the last chunk;
+			// HTTP/2 resets the stream.
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	h.serve(x)
+}
+
+// recovered turns a panic into a 500, or an abort when the status was
+// already sent.
+func (h *Handler) recovered(x *exchange, v any) {
+	fe := failure.New(failure.InternalError, "panic: "+panicText(v))
+	x.rec.SetFailure(fe)
+	x.rec.Err = string(debug.Stack())
+	if x.wroteHeader {
+		x.abort = true
+		return
+	}
+	h.fail(x, fe)
+}
+
+func (h *Handler) serve(x *exchange) {
+	r := x.r
+	t := h.table.Load()
+	i := t.Router.Match(r.Host, r.URL.Path)
+	if i < 0 {
+		h.fail(x, failure.New(failure.NoRoute, ""))
+		return
+	}
+	rt := t.Routes[i]
+	x.rec.Route = rt.Name
+	x.rec.Upstream = rt.Upstream.Name()
+	tg := rt.Picker.Pick()
+	if tg == nil {
+		fe := failure.New(failure.NoHealthyUpstream, "")
+		fe.Upstream = rt.Upstream.Name()
+		h.fail(x, fe)
+		return
+	}
+	x.rec.Target = tg.Addr
+	x.rec.Attempts = 1
+	req := outbound(r, x.id)
+	resp, err := rt.Upstream.RoundTrip(r.Context(), tg, req)
+	if err != nil {
+		h.fail(x, asFailure(r.Context(), err))
+		return
+	}
+	x.rec.Reused = resp.Reused
+	x.rec.DNS, x.rec.Connect, x.rec.TLS, x.rec.FirstByte = resp.Timing.DNS, resp.Timing.Connect, resp.Timing.TLS, resp.Timing.FirstByte
+	if rt.Strict != nil {
+		h.buffered(x, rt.Strict, resp)
+		return
+	}
+	h.stream(x, resp)
+}
+
+// fail answers with fe's cause, unless the client is gone.
+func (h *Handler) fail(x *exchange, fe *failure.Error) {
+	x.rec.SetFailure(fe)
+	x.rec.Source = telemetry.SourceGateway
+	x.rec.Status = fe.Kind.Status()
+	if fe.Kind == failure.ClientCanceled {
+		return
+	}
+	x.wroteHeader = true
+	respond.Problem(x.w, x.r, fe.Kind, x.id)
+}
+
+// asFailure returns err as a *failure.Error.
+func asFailure(ctx context.Context, err error) *failure.Error {
+	if fe, ok := errors.AsType[*failure.Error](err); ok {
+		return fe
+	}
+	return failure.Classify(ctx, failure.PhaseNone, err)
+}
+
+// copyHead copies the upstream's end-to-end fields to the client's
+// response.
+func (x *exchange) copyHead(resp *upstream.Response) {
+	hdr := x.w.Header()
+	for _, f := range resp.Fields {
+		hdr.Add(f.Name, f.Value)
+	}
+	hdr.Set("X-Request-Id", x.id)
+	if resp.ContentLength >= 0 {
+		hdr.Set("Content-Length", itoa(resp.ContentLength))
+	}
+	x.rec.Status = resp.Status
+	x.rec.Source = telemetry.SourceUpstream
+}
+
+// stream passes the response through as it arrives.
+//
+// Body bytes that arrived with the head are read before the status is
+// committed, up to one buffer: a small response that is broken anywhere, or
+// a large one broken in its first buffer, still gets an honest 502 (or 504)
+// instead of a cut-off response. Once the status is committed, whatever was
+// written is flushed before every wait on the upstream, so that a later
+// fault shows the client a visibly cut-off response, and so that
+// long-polling and event-stream clients get each piece as it is produced.
+func (h *Handler) stream(x *exchange, resp *upstream.Response) {
+	body := resp.Body
+	defer body.Close()
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	buf := *bp
+	flusher, _ := x.w.(http.Flusher)
+
+	var n int
+	var rerr error
+	for rerr == nil && n < len(buf) && (body.Buffered() > 0 || resp.Mode == upstream.BodyNone) {
+		var m int
+		m, rerr = body.Read(buf[n:])
+		n += m
+	}
+	if rerr != nil && rerr != errEOF {
+		h.fail(x, asFailure(x.r.Context(), rerr))
+		return
+	}
+	x.copyHead(resp)
+	x.wroteHeader = true
+	x.w.WriteHeader(resp.Status)
+	if n == 0 && rerr == nil {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		n, rerr = body.Read(buf)
+	}
+	for {
+		if n > 0 {
+			if _, werr := x.w.Write(buf[:n]); werr != nil {
+				x.rec.BytesOut = body.BytesRead()
+				x.clientGone(werr)
+				return
+			}
+			// Flush when the upstream has nothing more buffered, so a
+			// slow stream reaches the client as it is produced.
+			if rerr == nil && flusher != nil && body.Buffered() == 0 {
+				flusher.Flush()
+			}
+		}
+		if rerr != nil {
+			x.rec.BytesOut = body.BytesRead()
+			if rerr == errEOF {
+				x.trailers(body)
+				return
+			}
+			fe := asFailure(x.r.Context(), rerr)
+			x.rec.SetFailure(fe)
+			if fe.Kind == failure.ClientCanceled {
+				x.rec.Status = failure.StatusClientClosed
+				return
+			}
+			x.rec.Aborted = true
+			x.abort = true
+			return
+		}
+		n, rerr = body.Read(buf)
+	}
+}
+
+// trailers forwards a chunked body's trailer fields (net/http sends them
+// after the body when the response is chunked).
+func (x *exchange) trailers(body *upstream.Body) {
+	hdr := x.w.Header()
+	for _, f := range body.Trailer() {
+		hdr.Add(http.TrailerPrefix+f.Name, f.Value)
+	}
+}
+
+// clientGone records that writing to the client failed.
+func (x *exchange) clientGone(err error) {
+	x.rec.SetFailure(failure.Wrap(failure.ClientCanceled, "writing the response", err))
+	x.rec.Status = failure.StatusClientClosed
+}
+
+// outbound builds the upstream request from the client's.
+func outbound(r *http.Request, id string) *upstream.Request {
+	target := r.RequestURI
+	if !strings.HasPrefix(target, "/") && target != "*" {
+		target = r.URL.RequestURI() // absolute-form: send origin-form
+	}
+	req := &upstream.Request{
+		Method:        r.Method,
+		Target:        target,
+		Host:          r.Host,
+		Header:        r.Header,
+		ContentLength: r.ContentLength,
+		Attempt:       1,
+	}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		req.Body = r.Body
+	}
+	req.Replayable = req.Body == nil && (idempotent(r.Method) || r.Header.Get("Idempotency-Key") != "")
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	// No trusted proxies are configured: client-supplied forwarding
+	// fields are replaced, never appended to.
+	req.Extra = []upstream.Field{
+		{Name: "X-Request-Id", Value: id},
+		{Name: "X-Forwarded-For", Value: client},
+		{Name: "X-Forwarded-Proto", Value: proto},
+		{Name: "X-Forwarded-Host", Value: r.Host},
+	}
+	return req
+}
+
+// idempotent reports the idempotent methods of RFC 9110 §9.2.2.
+func idempotent(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}

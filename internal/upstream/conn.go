@@ -1,0 +1,134 @@
+package upstream
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"time"
+)
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// conn is one upstream connection. One goroutine owns it at a time: the
+// attempt that took it from the pool, then the response body until it is
+// finished; only context cancellation touches it concurrently, and only to
+// set a deadline.
+type conn struct {
+	nc  net.Conn // what requests are written to: TCP or TLS
+	raw net.Conn // the TCP connection under nc, probed before reuse
+	br  *bufio.Reader
+	bw  *bufio.Writer
+
+	// sent and recv count bytes on the wire (above TLS) over the life of
+	// the connection.
+	sent, recv int64
+	// writeIdle bounds each write: the longest the upstream may refuse to
+	// take request bytes.
+	writeIdle time.Duration
+
+	idleSince time.Time
+	idleLimit time.Duration
+	uses      int
+}
+
+// Read implements io.Reader for br, counting bytes.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.nc.Read(p)
+	c.recv += int64(n)
+	return n, err
+}
+
+// Write implements io.Writer for bw, counting bytes and refreshing the write
+// deadline so that a stalled upstream is noticed.
+func (c *conn) Write(p []byte) (int, error) {
+	if c.writeIdle > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.writeIdle))
+	}
+	n, err := c.nc.Write(p)
+	c.sent += int64(n)
+	return n, err
+}
+
+func (c *conn) close() { c.nc.Close() }
+
+// pool holds one target's idle connections, most recently used first out:
+// the warmest connection is the least likely to have been closed by the
+// upstream.
+type pool struct {
+	mu   sync.Mutex
+	idle []*conn
+	max  int
+}
+
+// get returns a live idle connection, or nil. Connections idle longer than
+// their limit, or that fail the liveness probe, are closed.
+func (p *pool) get(now time.Time) *conn {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && alive(c.raw) {
+			return c
+		}
+		c.close()
+	}
+}
+
+// put parks c for reuse, or closes it when the pool is full.
+func (p *pool) put(c *conn, now time.Time) {
+	c.idleSince = now
+	p.mu.Lock()
+	if len(p.idle) < p.max {
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	c.close()
+}
+
+// reap closes idle connections past their limit.
+func (p *pool) reap(now time.Time) {
+	p.mu.Lock()
+	keep := p.idle[:0]
+	var dead []*conn
+	for _, c := range p.idle {
+		if now.Sub(c.idleSince) < c.idleLimit {
+			keep = append(keep, c)
+		} else {
+			dead = append(dead, c)
+		}
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	p.mu.Unlock()
+	for _, c := range dead {
+		c.close()
+	}
+}
+
+// closeAll closes every idle connection.
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// size returns the number of idle connections.
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}

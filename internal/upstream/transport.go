@@ -1,0 +1,600 @@
+// Package upstream is candor's HTTP/1.1 client for upstream targets: a
+// dialer that tags DNS, connect and TLS failures, a connection pool per
+// target that guards against the keep-alive race, a strict response-head
+// parser (RFC 9112) and strict body readers. Every failure is returned as a
+// *failure.Error with its Kind, Phase, upstream, target, attempt and byte
+// counts.
+//
+// net/http's client is deliberately not used: it accepts status 000, folded
+// headers, bare LF and Content-Length beside chunked, and reports most
+// malformations only as strings.
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"candor/internal/failure"
+)
+
+// Options configure a Transport: one upstream's targets and settings.
+type Options struct {
+	// Name is the upstream's name, recorded in errors.
+	Name string
+	// ConnectTimeout bounds DNS, TCP connect and TLS handshake together.
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a complete response head
+	// after the request was written.
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout bounds each wait while reading a body, and while the
+	// upstream takes the request body.
+	IdleTimeout time.Duration
+	// PoolIdle is how long an idle connection is kept.
+	PoolIdle time.Duration
+	// MaxIdlePerTarget bounds idle connections per target; 0 disables
+	// pooling.
+	MaxIdlePerTarget int
+	// HeadLimits bound response heads (and chunked trailers).
+	HeadLimits Limits
+	// Resolver is a DNS server's host:port for target names; empty means
+	// the system resolver.
+	Resolver string
+	// TLS is the base TLS configuration for https targets (RootCAs,
+	// ServerName); nil means system roots and the target's host.
+	TLS *tls.Config
+}
+
+// Transport sends requests to the targets of one upstream. It is safe for
+// concurrent use.
+type Transport struct {
+	opt      Options
+	resolver *net.Resolver
+	targets  []*Target
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// Target is one upstream server.
+type Target struct {
+	// URL is the configured target URL.
+	URL string
+	// Addr is host:port, for logs (never for clients).
+	Addr string
+
+	host string
+	port uint16
+	ip   netip.Addr // valid when host is an IP literal
+	tls  *tls.Config
+	pool pool
+}
+
+// New builds a Transport for the given target URLs (http or https, host
+// and optional port, nothing else) and starts its idle-connection reaper.
+func New(opt Options, urls []string) (*Transport, error) {
+	t := &Transport{opt: opt, resolver: net.DefaultResolver, stop: make(chan struct{})}
+	if opt.Resolver != "" {
+		addr := opt.Resolver
+		t.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+	}
+	for _, raw := range urls {
+		tg, err := t.newTarget(raw)
+		if err != nil {
+			return nil, err
+		}
+		t.targets = append(t.targets, tg)
+	}
+	if opt.MaxIdlePerTarget > 0 && opt.PoolIdle > 0 {
+		t.wg.Add(1)
+		go t.reaper()
+	}
+	return t, nil
+}
+
+func (t *Transport) newTarget(raw string) (*Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	tg := &Target{URL: raw, host: u.Hostname(), pool: pool{max: t.opt.MaxIdlePerTarget}}
+	port := u.Port()
+	switch u.Scheme {
+	case "http":
+		if port == "" {
+			port = "80"
+		}
+	case "https":
+		if port == "" {
+			port = "443"
+		}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.opt.TLS != nil {
+			cfg = t.opt.TLS.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = tg.host
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tg.tls = cfg
+	default:
+		return nil, errors.New("upstream: unsupported scheme " + strconv.Quote(u.Scheme))
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return nil, errors.New("upstream: invalid port " + strconv.Quote(port))
+	}
+	tg.port = uint16(p)
+	if ip, err := netip.ParseAddr(tg.host); err == nil {
+		tg.ip = ip.Unmap()
+	}
+	tg.Addr = net.JoinHostPort(tg.host, port)
+	return tg, nil
+}
+
+// Targets returns the upstream's targets, in configuration order.
+func (t *Transport) Targets() []*Target { return t.targets }
+
+// Name returns the upstream's name.
+func (t *Transport) Name() string { return t.opt.Name }
+
+// IdleConns returns the number of idle pooled connections of tg.
+func (tg *Target) IdleConns() int { return tg.pool.size() }
+
+// Close stops the reaper and closes idle connections. Requests in flight
+// finish; their connections are closed rather than pooled afterwards.
+func (t *Transport) Close() {
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.wg.Wait()
+	for _, tg := range t.targets {
+		tg.pool.closeAll()
+	}
+}
+
+func (t *Transport) closed() bool {
+	select {
+	case <-t.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *Transport) reaper() {
+	defer t.wg.Done()
+	every := max(t.opt.PoolIdle/2, 250*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case now := <-tick.C:
+			for _, tg := range t.targets {
+				tg.pool.reap(now)
+			}
+		}
+	}
+}
+
+// Request is what candor sends upstream. The transport writes Host and the
+// framing fields (Content-Length or Transfer-Encoding) itself.
+type Request struct {
+	Method string
+	// Target is the request-target in origin form ("/path?query").
+	Target string
+	Host   string
+	// Header is the client's header, read but never modified. Hop-by-hop
+	// fields (RFC 9110 §7.6.1), fields named in its Connection, framing
+	// fields, Expect, Proxy-Authorization and fields that Extra sets are
+	// not forwarded.
+	Header http.Header
+	// Extra are fields candor sets (request id, X-Forwarded-*), written
+	// after Header's.
+	Extra []Field
+	// Body is nil for no body. ContentLength is its length, or -1 when
+	// unknown (sent chunked).
+	Body          io.Reader
+	ContentLength int64
+	// Replayable reports that the request may be sent again when a reused
+	// connection turns out dead before any response byte: the method is
+	// idempotent or the request carries Idempotency-Key, and there is no
+	// body.
+	Replayable bool
+	// Attempt numbers the attempt, from 1, for error records.
+	Attempt int
+}
+
+// Response is a response whose head was valid. Its Body must be read to
+// io.EOF or closed.
+type Response struct {
+	*Head
+	Body *Body
+	// Reused reports that a pooled connection carried the request.
+	Reused bool
+	// Timing of the attempt.
+	Timing Timing
+}
+
+// Timing records when the phases of an attempt ended, as offsets from its
+// start. A zero offset means the phase did not happen (a reused connection
+// has no DNS, connect or TLS).
+type Timing struct {
+	DNS, Connect, TLS, Wrote, FirstByte time.Duration
+}
+
+// attempt is the state of one request on one connection.
+type attempt struct {
+	t      *Transport
+	tg     *Target
+	ctx    context.Context
+	req    *Request
+	start  time.Time
+	stop   func() bool // stops the cancellation hook
+	reused bool
+	sent0  int64 // conn counters at the start
+	recv0  int64
+	timing Timing
+}
+
+// fill records where a failure happened.
+func (a *attempt) fill(fe *failure.Error, c *conn) {
+	fe.Upstream = a.t.opt.Name
+	fe.Target = a.tg.Addr
+	fe.Attempt = a.req.Attempt
+	fe.Reused = a.reused
+	if c != nil {
+		fe.BytesSent = c.sent - a.sent0
+		fe.BytesReceived = c.recv - a.recv0
+	}
+}
+
+// end stops watching the request's context.
+func (a *attempt) end() bool {
+	if a.stop == nil {
+		return true
+	}
+	ok := a.stop()
+	a.stop = nil
+	return ok
+}
+
+// release returns c to the pool after a complete response, when the
+// connection may carry another request.
+func (a *attempt) release(c *conn) {
+	hookStopped := a.end()
+	if !hookStopped || a.t.closed() || a.t.opt.MaxIdlePerTarget == 0 || c.idleLimit <= 0 || c.br.Buffered() > 0 {
+		// A canceled context may have set a deadline; bytes beyond the
+		// response would poison the next one.
+		c.close()
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	a.tg.pool.put(c, time.Now())
+}
+
+// RoundTrip sends req to tg and reads the response head. On success the
+// caller owns resp.Body. On failure the error is a *failure.Error.
+//
+// The keep-alive race: a pooled connection is probed before reuse, and when
+// a reused connection dies before any response byte arrives, a Replayable
+// request (or one of which nothing was sent) is sent once more on a fresh
+// connection.
+func (t *Transport) RoundTrip(ctx context.Context, tg *Target, req *Request) (*Response, error) {
+	resp, err, retry := t.try(ctx, tg, req, false)
+	if retry {
+		resp, err, _ = t.try(ctx, tg, req, true)
+	}
+	return resp, err
+}
+
+func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh bool) (*Response, error, bool) {
+	a := &attempt{t: t, tg: tg, ctx: ctx, req: req, start: time.Now()}
+	var c *conn
+	if !fresh && t.opt.MaxIdlePerTarget > 0 {
+		c = tg.pool.get(a.start)
+	}
+	if c != nil {
+		a.reused = true
+	} else {
+		var err error
+		if c, err = t.dial(a); err != nil {
+			return nil, err, false
+		}
+	}
+	c.uses++
+	a.sent0, a.recv0 = c.sent, c.recv
+	a.stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+
+	if err := t.write(a, c); err != nil {
+		fe := failure.Classify(ctx, failure.PhaseWrite, err)
+		if ctx.Err() != nil {
+			fe = &failure.Error{Kind: failure.ClientCanceled, Phase: failure.PhaseWrite, Err: err}
+		}
+		if fe.Kind == failure.ClientBodyInvalid || fe.Kind == failure.ClientCanceled {
+			a.fill(fe, c)
+			a.end()
+			c.close()
+			return nil, fe, false
+		}
+		// The upstream may have answered early (a 413, say) and closed;
+		// its answer is more useful than the write error.
+		if resp, ok := t.earlyResponse(a, c); ok {
+			return resp, nil, false
+		}
+		a.fill(fe, c)
+		a.end()
+		c.close()
+		retry := a.reused && fe.BytesReceived == 0 && (req.Replayable || fe.BytesSent == 0)
+		return nil, fe, retry
+	}
+	a.timing.Wrote = time.Since(a.start)
+	resp, err := t.readResponse(a, c)
+	if err != nil {
+		fe := failure.Classify(ctx, failure.PhaseReadHead, err)
+		a.fill(fe, c)
+		a.end()
+		c.close()
+		retry := a.reused && fe.BytesReceived == 0 && req.Replayable &&
+			(fe.Kind == failure.ClosedBeforeResponse || fe.Kind == failure.ResetBeforeResponse)
+		return nil, fe, retry
+	}
+	return resp, nil, false
+}
+
+// earlyResponse reads a response that arrived while the request was being
+// written, with a short deadline.
+func (t *Transport) earlyResponse(a *attempt, c *conn) (*Response, bool) {
+	if c.br.Buffered() == 0 && !alivePending(c) {
+		return nil, false
+	}
+	c.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method)
+	if err != nil {
+		return nil, false
+	}
+	h.Close = true
+	return t.respond(a, c, h), true
+}
+
+// alivePending reports whether the socket has bytes to read, without
+// waiting.
+func alivePending(c *conn) bool {
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err := c.br.Peek(1)
+	return err == nil
+}
+
+func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
+	c.nc.SetReadDeadline(time.Now().Add(t.opt.ResponseHeaderTimeout))
+	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method)
+	if err != nil {
+		return nil, err
+	}
+	a.timing.FirstByte = time.Since(a.start)
+	if h.KeepAlive > 0 {
+		hint := time.Duration(h.KeepAlive) * time.Second
+		// Stop reusing a second before the upstream's own close.
+		c.idleLimit = min(c.idleLimit, hint-time.Second)
+	}
+	return t.respond(a, c, h), nil
+}
+
+func (t *Transport) respond(a *attempt, c *conn, h *Head) *Response {
+	b := &Body{c: c, att: a, mode: h.Mode, left: h.ContentLength}
+	if h.Close {
+		c.idleLimit = 0
+	}
+	resp := &Response{Head: h, Body: b, Reused: a.reused, Timing: a.timing}
+	return resp
+}
+
+// write sends the request head and body.
+func (t *Transport) write(a *attempt, c *conn) error {
+	req := a.req
+	bw := c.bw
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.Target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	conn := req.Header["Connection"]
+	for k, vs := range req.Header {
+		if skipRequestField(k, conn, req.Extra) {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	for _, f := range req.Extra {
+		bw.WriteString(f.Name)
+		bw.WriteString(": ")
+		bw.WriteString(f.Value)
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case req.Body != nil && req.ContentLength < 0:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.ContentLength > 0 || bodyExpected(req.Method):
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(max(req.ContentLength, 0), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	if req.Body != nil && req.ContentLength != 0 {
+		if err := t.writeBody(c, req); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// requestHopByHop are request fields never forwarded: hop-by-hop fields,
+// the framing and Host (written by candor), Expect (answered by candor's
+// server) and Proxy-Authorization (meant for candor, not the upstream).
+var requestHopByHop = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
+	"Proxy-Authorization",
+}
+
+// skipRequestField reports whether the client's field name is not
+// forwarded. name is canonical (net/http canonicalises request headers).
+func skipRequestField(name string, connection []string, extra []Field) bool {
+	for _, h := range requestHopByHop {
+		if name == h {
+			return true
+		}
+	}
+	for _, v := range connection {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(tok, " \t"), name) {
+				return true
+			}
+		}
+	}
+	for _, f := range extra {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientBodyError marks an error reading the client's request body, so that
+// it is not blamed on the upstream.
+type clientBodyError struct{ err error }
+
+func (e clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e clientBodyError) Unwrap() error { return e.err }
+
+// bodySource reads the client's body and tags its errors.
+type bodySource struct{ r io.Reader }
+
+func (s bodySource) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		return n, clientBodyError{err}
+	}
+	return n, err
+}
+
+func (t *Transport) writeBody(c *conn, req *Request) error {
+	c.writeIdle = t.opt.IdleTimeout
+	defer func() { c.writeIdle = 0 }()
+	src := bodySource{req.Body}
+	if req.ContentLength > 0 {
+		n, err := io.CopyN(c.bw, src, req.ContentLength)
+		if err == io.EOF {
+			err = clientBodyError{io.ErrUnexpectedEOF}
+		}
+		if err != nil {
+			return tagClient(err, n)
+		}
+		return nil
+	}
+	// Chunked (RFC 9112 §7.1), one chunk per read of the client body.
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c.bw.WriteString(strconv.FormatInt(int64(n), 16))
+			c.bw.WriteString("\r\n")
+			c.bw.Write(buf[:n])
+			if _, werr := c.bw.WriteString("\r\n"); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			_, werr := c.bw.WriteString("0\r\n\r\n")
+			return werr
+		}
+		if err != nil {
+			return tagClient(err, 0)
+		}
+	}
+}
+
+// tagClient turns a client body error into a typed failure.
+func tagClient(err error, _ int64) error {
+	if _, ok := errors.AsType[clientBodyError](err); ok {
+		return failure.Wrap(failure.ClientBodyInvalid, "", err)
+	}
+	return err
+}
+
+// bodyExpected reports methods whose requests conventionally carry a body,
+// so that an empty one is declared with Content-Length: 0 (RFC 9110 §8.6).
+func bodyExpected(method string) bool {
+	return method == "POST" || method == "PUT" || method == "PATCH"
+}
+
+// dial resolves, connects and (for https) completes the TLS handshake, all
+// within ConnectTimeout.
+func (t *Transport) dial(a *attempt) (*conn, error) {
+	tg := a.tg
+	ctx, cancel := context.WithTimeout(a.ctx, t.opt.ConnectTimeout)
+	defer cancel()
+	fail := func(p failure.Phase, err error) error {
+		fe := failure.Classify(a.ctx, p, err)
+		a.fill(fe, nil)
+		return fe
+	}
+	ips := []netip.Addr{tg.ip}
+	if !tg.ip.IsValid() {
+		var err error
+		ips, err = t.resolver.LookupNetIP(ctx, "ip", tg.host)
+		if err == nil && len(ips) == 0 {
+			err = &net.DNSError{Err: "no addresses", Name: tg.host, IsNotFound: true}
+		}
+		if err != nil {
+			return nil, fail(failure.PhaseDNS, err)
+		}
+		a.timing.DNS = time.Since(a.start)
+	}
+	var d net.Dialer
+	var nc net.Conn
+	var err error
+	for _, ip := range ips {
+		nc, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(ip.Unmap(), tg.port).String())
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fail(failure.PhaseConnect, err)
+	}
+	a.timing.Connect = time.Since(a.start)
+	c := &conn{raw: nc, nc: nc, idleLimit: t.opt.PoolIdle}
+	if tg.tls != nil {
+		tc := tls.Client(nc, tg.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fail(failure.PhaseTLS, err)
+		}
+		c.nc = tc
+		a.timing.TLS = time.Since(a.start)
+	}
+	c.br = bufio.NewReaderSize(c, 4096)
+	c.bw = bufio.NewWriterSize(c, 4096)
+	return c, nil
+}
