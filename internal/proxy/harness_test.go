@@ -253,3 +253,7 @@ func rawRequest(t *testing.T, addr, req string) ([]byte, error) {
 	}
 	return io.ReadAll(bufio.NewReader(c))
 }
+
+func newTestLogger(lb *logBuffer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
