@@ -368,3 +368,33 @@ func readUntil(t *testing.T, r *bufio.Reader, s string) string {
 	}
 	return b.String()
 }
+
+// TestReadmeConfig keeps the README's full configuration example true: it
+// must pass `candor validate` (with the CA file it names present).
+func TestReadmeConfig(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README's Configuration section has no yaml block")
+	}
+	dir := t.TempDir()
+	ca, err := os.ReadFile("../../internal/config/testdata/ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "certs"), 0o700)
+	os.WriteFile(filepath.Join(dir, "certs", "ca.pem"), ca, 0o600)
+	cfg := filepath.Join(dir, "candor.yaml")
+	os.WriteFile(cfg, []byte(block), 0o600)
+	if out, errOut, code := candor(t, "validate", cfg); code != 0 {
+		t.Fatalf("README example does not validate: %s%s", out, errOut)
+	}
+}

@@ -101,7 +101,9 @@ func KindOf(err error) Kind {
 //   - write: a timeout is ResponseTimeout (the upstream stopped reading), otherwise WriteFailed;
 //   - read_head: EOF is ClosedBeforeResponse, ECONNRESET ResetBeforeResponse,
 //     a timeout ResponseTimeout;
-//   - read_body: a timeout is BodyTimeout, anything else TruncatedBody.
+//   - read_body: a timeout is BodyTimeout, anything else TruncatedBody;
+//   - any other phase: a timeout is ResponseTimeout (never a 502), anything
+//     else KindUnknown.
 func Classify(ctx context.Context, p Phase, err error) *Error {
 	if err == nil {
 		return nil
@@ -161,6 +163,10 @@ func classifyKind(p Phase, err error) Kind {
 			return BodyTimeout
 		}
 		return TruncatedBody
+	}
+	if timeout {
+		// A timeout is never a 502, whatever the phase.
+		return ResponseTimeout
 	}
 	return KindUnknown
 }

@@ -154,12 +154,17 @@ func TestServerEcho(t *testing.T) {
 	s := startServer(t)
 	c := dial(t, s.Addr())
 	br := bufio.NewReader(c)
-	echo := func(req string) Received {
+	echo := func(req string, wantContinue bool) Received {
 		t.Helper()
 		if _, err := io.WriteString(c, req); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := http.ReadResponse(br, nil)
+		if gotContinue := err == nil && resp.StatusCode == http.StatusContinue; gotContinue != wantContinue {
+			t.Errorf("interim 100 Continue: %v, want %v", gotContinue, wantContinue)
+		} else if gotContinue {
+			resp, err = http.ReadResponse(br, nil)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +176,7 @@ func TestServerEcho(t *testing.T) {
 		return r
 	}
 
-	got := echo("POST /echo?q=1 HTTP/1.1\r\nHost: upstream.test\r\nx-lower: a\r\nX-Dup: 1\r\nX-Dup:  2 \r\ncontent-length: 5\r\n\r\nhello")
+	got := echo("POST /echo?q=1 HTTP/1.1\r\nHost: upstream.test\r\nx-lower: a\r\nX-Dup: 1\r\nX-Dup:  2 \r\ncontent-length: 5\r\n\r\nhello", false)
 	want := Received{
 		Method: "POST", Target: "/echo?q=1", Proto: "HTTP/1.1",
 		Header:  [][2]string{{"Host", "upstream.test"}, {"x-lower", "a"}, {"X-Dup", "1"}, {"X-Dup", "2"}, {"content-length", "5"}},
@@ -181,8 +186,8 @@ func TestServerEcho(t *testing.T) {
 		t.Errorf("echo (-want +got):\n%s", diff)
 	}
 
-	got2 := echo("PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n" +
-		"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n")
+	got2 := echo("PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"+
+		"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n", true)
 	want2 := Received{
 		Method: "PUT", Target: "/echo", Proto: "HTTP/1.1",
 		Header:  [][2]string{{"Host", "x"}, {"Transfer-Encoding", "chunked"}, {"Expect", "100-continue"}},

@@ -93,6 +93,8 @@ type exchange struct {
 	id          string
 	rec         telemetry.Record
 	wroteHeader bool
+	// body is the upstream response body, once there is one.
+	body *upstream.Body
 	// abort reports that the response must be cut off: its status was
 	// sent and its body broke.
 	abort bool
@@ -109,6 +111,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			h.recovered(x, v)
+		}
+		if x.body != nil && !x.rec.Failed {
+			x.rec.BytesSent, x.rec.BytesReceived = x.body.Wire()
 		}
 		x.rec.Total = time.Since(start)
 		x.rec.Log(r.Context(), h.log)
@@ -161,6 +166,7 @@ func (h *Handler) serve(x *exchange) {
 		h.fail(x, asFailure(r.Context(), err))
 		return
 	}
+	x.body = resp.Body
 	x.rec.Reused = resp.Reused
 	x.rec.DNS, x.rec.Connect, x.rec.TLS, x.rec.FirstByte = resp.Timing.DNS, resp.Timing.Connect, resp.Timing.TLS, resp.Timing.FirstByte
 	if rt.Strict != nil {

@@ -65,7 +65,7 @@ func (x *exchange) strictError(k failure.Kind, detail string, resp *upstream.Res
 	fe.Target = x.rec.Target
 	fe.Attempt = max(x.rec.Attempts, 1)
 	fe.Reused = resp.Reused
-	fe.BytesReceived = int64(resp.Size) + resp.Body.BytesRead()
+	fe.BytesSent, fe.BytesReceived = resp.Body.Wire()
 	return fe
 }
 

@@ -314,10 +314,17 @@ func isToken(s string) bool {
 	return true
 }
 
+// tchar as two 64-bit masks over ASCII: bit c of tcharLo (c < 64) or bit
+// c-64 of tcharHi is set when c is a tchar (RFC 9110 §5.6.2): ALPHA, DIGIT
+// and !#$%&'*+-.^_`|~. TestTchar checks them against the grammar.
+const (
+	tcharLo uint64 = 0x03ff6cfa00000000
+	tcharHi uint64 = 0x57ffffffc7fffffe
+)
+
 func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+	if c < 64 {
+		return tcharLo&(1<<c) != 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return c < 128 && tcharHi&(1<<(c-64)) != 0
 }

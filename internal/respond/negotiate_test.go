@@ -134,6 +134,9 @@ func TestParseQ(t *testing.T) {
 }
 
 func TestNegotiateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector adds allocations")
+	}
 	h := http.Header{"Accept": {chromeAccept}}
 	if n := testing.AllocsPerRun(100, func() { Negotiate(h) }); n != 0 {
 		t.Errorf("Negotiate allocates %v times", n)
@@ -162,5 +165,16 @@ func BenchmarkNegotiate(b *testing.B) {
 				Negotiate(h)
 			}
 		})
+	}
+}
+
+func TestTchar(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		want := 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+		if got := isTchar(b); got != want {
+			t.Errorf("isTchar(%q) = %v, want %v", b, got, want)
+		}
 	}
 }

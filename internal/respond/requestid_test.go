@@ -64,8 +64,11 @@ func TestRequestID(t *testing.T) {
 			if !isNewID(got) {
 				t.Errorf("RequestID = %q, want a fresh id", got)
 			}
+			// A fresh id is 32 random hex digits, which may contain a
+			// short client value ("def") by chance: only equality is an
+			// echo.
 			for _, v := range tt.values {
-				if v != "" && strings.Contains(got, v) {
+				if got == v {
 					t.Errorf("RequestID = %q echoes the client's %q", got, v)
 				}
 			}
@@ -97,7 +100,7 @@ func TestNewRequestID(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	if n := testing.AllocsPerRun(100, func() { NewRequestID() }); n != 1 {
+	if n := testing.AllocsPerRun(100, func() { NewRequestID() }); n != 1 && !raceEnabled {
 		t.Errorf("NewRequestID allocates %v times, want 1", n)
 	}
 }

@@ -379,6 +379,33 @@ func (w *discardWriter) WriteString(s string) (int, error) {
 	return len(s), nil
 }
 
+func TestProblemAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector adds allocations")
+	}
+	tests := []struct {
+		name   string
+		accept string
+		k      failure.Kind
+	}{
+		{name: "json", accept: "", k: failure.ConnectRefused},
+		{name: "json retry-after", accept: "application/json", k: failure.NoHealthyUpstream},
+		{name: "html", accept: chromeAccept, k: failure.NoHealthyUpstream},
+		{name: "text", accept: "text/plain", k: failure.ResponseTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("Accept", tt.accept)
+			w := &discardWriter{h: make(http.Header)}
+			n := testing.AllocsPerRun(100, func() { Problem(w, r, tt.k, testID) })
+			if n > 2 {
+				t.Errorf("Problem allocates %v times, want at most 2", n)
+			}
+		})
+	}
+}
+
 func benchmarkProblem(b *testing.B, accept string, k failure.Kind) {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	if accept != "" {
