@@ -324,7 +324,7 @@ upstreams:
 	want := &Errors{
 		fe(1, "listen", `"nowhere" is not host:port (missing port in address)`),
 		fe(3, "log.level", `must be debug, info, warn or error, got "loud"`),
-		fe(5, "routes[0].upstream", `route names missing upstream "missing"`),
+		fe(6, "routes[0].upstream", `route names missing upstream "missing"`),
 		fe(7, "routes[1].name", `duplicate route name "a" (first at line 5, routes[0])`),
 		fe(9, "routes[1].match.path_prefix", `must begin with "/", got "nope"`),
 		fe(13, "upstreams.api.targets[0].url", `unsupported scheme "ftp": write http://host[:port] or https://host[:port]`),
@@ -347,22 +347,73 @@ multi.yaml:3: log.level: must be debug, info, warn or error, got "loud"`
 }
 
 func TestParseDoesNotRepeatDecodeErrors(t *testing.T) {
-	const data = `routes:
+	fe := func(line int, field, reason string) *FieldError {
+		return &FieldError{File: "x.yaml", Line: line, Field: field, Reason: reason}
+	}
+	tests := []struct {
+		name string
+		data string
+		want *Errors
+	}{
+		{
+			name: "wrong types are not also missing",
+			data: `routes:
   - name: a
     upstream: [a]
 upstreams:
   a:
     targets:
       - url: {u: 1}
-`
-	_, err := Parse("x.yaml", []byte(data))
-	got, _ := errors.AsType[*Errors](err)
-	want := &Errors{
-		{File: "x.yaml", Line: 3, Field: "routes[0].upstream", Reason: "expected a string, got a list"},
-		{File: "x.yaml", Line: 7, Field: "upstreams.a.targets[0].url", Reason: "expected a string, got a mapping"},
+`,
+			want: &Errors{
+				fe(3, "routes[0].upstream", "expected a string, got a list"),
+				fe(7, "upstreams.a.targets[0].url", "expected a string, got a mapping"),
+			},
+		},
+		{
+			name: "a route naming a broken upstream map",
+			data: `routes:
+  - name: a
+    upstream: a
+upstreams: [a]
+`,
+			want: &Errors{fe(4, "upstreams", "expected a mapping, got a list")},
+		},
+		{
+			name: "a route naming a broken upstream",
+			data: `routes:
+  - name: a
+    upstream: a
+upstreams:
+  a: [x]
+`,
+			want: &Errors{fe(5, "upstreams.a", "expected a mapping, got a list")},
+		},
+		{
+			name: "an unknown key does not hide a missing one",
+			data: `routes:
+  - name: a
+    upstrem: a
+upstreams:
+  a:
+`,
+			want: &Errors{
+				fe(2, "routes[0].upstream", "required"),
+				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict)"),
+			},
+		},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("errors mismatch (-want +got):\n%s", diff)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.data))
+			got, ok := errors.AsType[*Errors](err)
+			if !ok {
+				t.Fatalf("Parse error = %v (%T), want *Errors", err, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("errors mismatch (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
@@ -517,9 +568,11 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 }
 
-// ignoreLines ignores the Line fields, which a round trip changes.
+// ignoreLines ignores the Line fields, which a round trip changes, and the
+// difference between nil and empty lists (yaml.Marshal writes both as []).
 func ignoreLines() cmp.Option {
 	return cmp.Options{
+		cmpopts.EquateEmpty(),
 		cmpopts.IgnoreFields(Route{}, "Line"),
 		cmpopts.IgnoreFields(Upstream{}, "Line"),
 		cmpopts.IgnoreFields(Target{}, "Line"),
@@ -550,5 +603,24 @@ func TestUpstream(t *testing.T) {
 				t.Errorf("Upstream(%q).Name = %q, want %q", tt.name, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseLimitsAliasExpansion(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("routes: [{name: a, upstream: a}]\nupstreams:\n  a: &a\n    targets:\n")
+	for i := range 200 {
+		b.WriteString("      - url: http://h" + strings.Repeat("x", i) + ".example\n")
+	}
+	for i := range 100 {
+		b.WriteString("  b" + strings.Repeat("b", i) + ": *a\n")
+	}
+	_, err := Parse("bomb.yaml", []byte(b.String()))
+	got, _ := errors.AsType[*Errors](err)
+	// Each alias expands to about 600 nodes; the budget runs out at the
+	// 45th alias (line 205+44), and the error names that alias's line.
+	want := &Errors{{File: "bomb.yaml", Line: 249, Reason: "aliases expand the document more than 10-fold"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Parse errors mismatch (-want +got):\n%s", diff)
 	}
 }

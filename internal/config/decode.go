@@ -30,8 +30,8 @@ func Load(path string) (*Config, error) {
 	return Parse(abs, data)
 }
 
-// Parse decodes one configuration file, applies the defaults
-// ([Config.ApplyDefaults]), normalises it and validates it
+// Parse decodes one configuration file, applies the defaults to the keys
+// it leaves out ([Config.ApplyDefaults]), normalises it and validates it
 // ([Config.Validate]). file names the file in errors and in [Config.File];
 // relative paths in the configuration (tls.ca_file) are resolved against
 // the folder of file (made absolute with the working directory) and stored
@@ -44,12 +44,13 @@ func Load(path string) (*Config, error) {
 // and sizes must be written as such. A key written without a value (or
 // with null or ~) is absent, as in [yaml.Unmarshal]: "admin:" alone leaves
 // the admin listener off, so write "strict: {}" to enable strict mode with
-// its defaults. Anchors and aliases are followed.
+// its defaults. Anchors and aliases are followed, up to a tenfold
+// expansion of the document.
 //
 // On failure, Parse returns a nil *Config and an *[Errors] holding every
 // problem found, sorted by line.
 func Parse(file string, data []byte) (*Config, error) {
-	d := decoder{file: file, lines: map[string]int{}, given: map[string]bool{}}
+	d := decoder{file: file, lines: map[string]int{}, given: map[string]bool{}, bad: map[string]bool{}}
 	root := d.document(data)
 	if root == nil {
 		return nil, d.errs.result()
@@ -58,22 +59,20 @@ func Parse(file string, data []byte) (*Config, error) {
 		d.fail(root.Line, "", "expected a mapping of settings (listen, routes, upstreams, ...), got %s", describe(root))
 		return nil, d.errs.result()
 	}
+	d.budget = aliasExpansion*count(root) + aliasAllowance
 	var c Config
 	d.value(root, reflect.ValueOf(&c).Elem(), "")
+	if d.budget < 0 {
+		return nil, d.errs.result() // c is partial: validating it is noise
+	}
 	c.File = file
 	d.locate(&c)
 	c.normalize()
 	c.applyDefaults(func(path string) bool { return d.given[path] })
 
-	v := validator{file: file, lines: d.lines}
+	v := validator{file: file, lines: d.lines, broken: d.failed}
 	v.config(&c)
-	errs := d.errs
-	for _, fe := range v.errs {
-		if !d.failed(fe.Field) {
-			errs = append(errs, fe)
-		}
-	}
-	if err := errs.result(); err != nil {
+	if err := append(d.errs, v.errs...).result(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -89,32 +88,53 @@ type decoder struct {
 	given map[string]bool
 	// errs are the decoding problems.
 	errs Errors
+	// bad holds the fields with a decoding problem.
+	bad map[string]bool
+	// budget is the number of nodes left to decode; aliases can make a
+	// small document expand into a huge one.
+	budget int
+	// alias is the line of the outermost alias being decoded, or 0.
+	alias int
+}
+
+// Limits on alias expansion: a document of n nodes may decode into
+// aliasExpansion*n + aliasAllowance nodes.
+const (
+	aliasExpansion = 10
+	aliasAllowance = 10000
+)
+
+// count returns the number of nodes in the tree at n, not following
+// aliases.
+func count(n *yaml.Node) int {
+	total := 1
+	for _, c := range n.Content {
+		total += count(c)
+	}
+	return total
 }
 
 // fail records a decoding problem.
 func (d *decoder) fail(line int, field, format string, args ...any) {
 	d.errs.add(d.file, line, field, fmt.Sprintf(format, args...))
+	if field != "" {
+		d.bad[field] = true
+	}
 }
 
 // failed reports whether field or a parent of it has a decoding problem;
 // validating such a field would only repeat the problem. Problems of the
 // top level (Field "") do not count.
 func (d *decoder) failed(field string) bool {
-	for _, fe := range d.errs {
-		if fe.Field != "" && under(field, fe.Field) {
+	if d.bad[field] {
+		return true
+	}
+	for i := range len(field) {
+		if (field[i] == '.' || field[i] == '[') && d.bad[field[:i]] {
 			return true
 		}
 	}
 	return false
-}
-
-// under reports whether field is parent or a field inside parent.
-func under(field, parent string) bool {
-	if field == parent {
-		return true
-	}
-	rest, ok := strings.CutPrefix(field, parent)
-	return ok && (rest[0] == '.' || rest[0] == '[')
 }
 
 // document parses data as exactly one YAML document and returns its root
@@ -156,6 +176,9 @@ func (d *decoder) syntax(err error, data []byte) {
 		if num, reason, ok := strings.Cut(rest, ": "); ok {
 			if n, err := strconv.Atoi(num); err == nil && n > 0 {
 				line, msg = n, reason
+				if parserProblem(reason) {
+					line++
+				}
 			}
 		}
 	} else if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
@@ -167,8 +190,43 @@ func (d *decoder) syntax(err error, data []byte) {
 	d.fail(line, "", "invalid YAML: %s", msg)
 }
 
+// parserProblem reports whether msg is a problem found by the YAML parser
+// (as opposed to its scanner). yaml.v3 numbers the lines of parser
+// problems from 0 and those of scanner problems from 1.
+func parserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"did not find expected '-' indicator",
+		"did not find expected <document start>",
+		"did not find expected <stream-start>",
+		"did not find expected key",
+		"did not find expected node content",
+		"found duplicate %YAML directive",
+		"found duplicate %TAG directive",
+		"found incompatible YAML document",
+		"found undefined tag handle":
+		return true
+	}
+	return false
+}
+
 // value decodes n into v, the field at path.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if d.budget--; d.budget == -1 {
+		line := n.Line
+		if d.alias != 0 {
+			line = d.alias
+		}
+		d.fail(line, "", "aliases expand the document more than %d-fold", aliasExpansion)
+	}
+	if d.budget < 0 {
+		return
+	}
+	if n.Kind == yaml.AliasNode && d.alias == 0 {
+		d.alias = n.Line
+		defer func() { d.alias = 0 }()
+	}
 	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
 		n = n.Alias
 	}

@@ -73,7 +73,11 @@ type validator struct {
 	// lines maps field paths to lines, as recorded by the decoder; nil
 	// for a configuration built in code.
 	lines map[string]int
-	errs  Errors
+	// broken reports whether the decoder already reported a problem with
+	// the field at a path (or a parent); nil for a configuration built in
+	// code. Problems of broken fields are not repeated.
+	broken func(path string) bool
+	errs   Errors
 }
 
 // line returns the line of the field at path, or fallback.
@@ -87,6 +91,9 @@ func (v *validator) line(path string, fallback int) int {
 // fail records a problem with the field at path; line is the fallback
 // when the decoder did not record the field (it is absent).
 func (v *validator) fail(path string, line int, format string, args ...any) {
+	if v.broken != nil && v.broken(path) {
+		return
+	}
 	v.errs.add(v.file, v.line(path, line), path, fmt.Sprintf(format, args...))
 }
 
@@ -144,7 +151,7 @@ func (v *validator) route(c *Config, i int, names map[string]int) {
 	}
 	if r.Upstream == "" {
 		v.fail(p+".upstream", r.Line, "required")
-	} else if _, ok := c.Upstreams[r.Upstream]; !ok {
+	} else if _, ok := c.Upstreams[r.Upstream]; !ok && (v.broken == nil || !v.broken(join("upstreams", r.Upstream))) {
 		v.fail(p+".upstream", r.Line, "route names missing upstream %q", r.Upstream)
 	}
 	if pp := r.Match.PathPrefix; pp != "" {

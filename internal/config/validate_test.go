@@ -1,0 +1,318 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// built returns a valid configuration as code would build it, before
+// defaults.
+func built() *Config {
+	return &Config{
+		File:   "built",
+		Routes: []Route{{Name: "api", Upstream: "api", Line: 3}},
+		Upstreams: map[string]*Upstream{
+			"api": {
+				Name:    "api",
+				Line:    7,
+				Targets: []Target{{URL: "http://10.0.0.1:8080", Line: 9}},
+			},
+		},
+	}
+}
+
+func TestApplyDefaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   func(c *Config)
+	}{
+		{
+			name: "zero values get defaults",
+			modify: func(c *Config) {
+				c.Routes[0].Strict = &Strict{}
+			},
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:8080"
+				c.Log.Level = "info"
+				c.Routes[0].Strict = &Strict{Buffer: 1 << 20, Validate: ValidateNone}
+				u := c.Upstreams["api"]
+				u.Timeouts = Timeouts{
+					Connect:        Duration(2 * time.Second),
+					ResponseHeader: Duration(30 * time.Second),
+					Idle:           Duration(60 * time.Second),
+					PoolIdle:       Duration(4 * time.Second),
+				}
+				u.ResponseHeadLimit = 64 << 10
+				u.MaxIdlePerTarget = 64
+			},
+		},
+		{
+			name: "set values are kept",
+			modify: func(c *Config) {
+				c.Listen = ":1"
+				c.Log.Level = "debug"
+				c.Routes[0].Strict = &Strict{Buffer: 5, Validate: ValidateJSON}
+				u := c.Upstreams["api"]
+				u.Timeouts = Timeouts{Connect: 1, ResponseHeader: 2, Idle: 3, PoolIdle: 4}
+				u.ResponseHeadLimit = 2048
+				u.MaxIdlePerTarget = 1
+			},
+			want: func(c *Config) {},
+		},
+		{
+			name:   "nil upstream is skipped",
+			modify: func(c *Config) { c.Upstreams["nil"] = nil },
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:8080"
+				c.Log.Level = "info"
+				u := c.Upstreams["api"]
+				u.Timeouts = Timeouts{Connect: DefaultConnect, ResponseHeader: DefaultResponseHeader, Idle: DefaultIdle, PoolIdle: DefaultPoolIdle}
+				u.ResponseHeadLimit = 64 << 10
+				u.MaxIdlePerTarget = 64
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := built()
+			tt.modify(got)
+			want := built()
+			tt.modify(want)
+			tt.want(want)
+			got.ApplyDefaults()
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ApplyDefaults mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	writeCA(t, ca)
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fe := func(line int, field, reason string) *FieldError {
+		return &FieldError{File: "built", Line: line, Field: field, Reason: reason}
+	}
+	api := func(c *Config) *Upstream { return c.Upstreams["api"] }
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   *Errors // nil: valid
+	}{
+		{name: "valid", modify: func(c *Config) {}},
+		{
+			name: "valid with everything",
+			modify: func(c *Config) {
+				c.Admin = &Admin{Listen: "localhost:0"}
+				c.Routes[0].Match = Match{Host: "a.example", PathPrefix: "/x/"}
+				c.Routes[0].Strict = &Strict{Buffer: 1 << 30, Validate: ValidateJSON}
+				u := api(c)
+				u.Targets = append(u.Targets, Target{URL: "https://[::1]:8443"})
+				u.TLS = &TLS{CAFile: ca, ServerName: "10.0.0.1"}
+				u.Resolver = "[::1]:53"
+				u.Timeouts.Idle = Duration(24 * time.Hour)
+				u.ResponseHeadLimit = 1 << 10
+				u.MaxIdlePerTarget = 100000
+			},
+		},
+		{
+			name: "zero targets",
+			modify: func(c *Config) {
+				api(c).Targets = nil
+			},
+		},
+		{
+			name: "not defaulted",
+			modify: func(c *Config) {
+				c.Listen, c.Log.Level = "", ""
+				c.Routes[0].Strict = &Strict{}
+				api(c).Timeouts = Timeouts{}
+				api(c).ResponseHeadLimit = 0
+			},
+			want: &Errors{
+				fe(0, "listen", `"" is not host:port (missing port in address)`),
+				fe(0, "log.level", `must be debug, info, warn or error, got ""`),
+				fe(3, "routes[0].strict.validate", `must be none or json, got ""`),
+				fe(3, "routes[0].strict.buffer", "must be between 1 byte and 1GiB, got 0"),
+				fe(7, "upstreams.api.timeouts.connect", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.timeouts.response_header", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.timeouts.idle", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.timeouts.pool_idle", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.response_head_limit", "must be between 1KiB and 1MiB, got 0"),
+			},
+		},
+		{
+			name: "admin without listen",
+			modify: func(c *Config) {
+				c.Admin = &Admin{}
+			},
+			want: &Errors{fe(0, "admin.listen", "required when admin is present")},
+		},
+		{
+			name: "no routes",
+			modify: func(c *Config) {
+				c.Routes = nil
+			},
+			want: &Errors{fe(0, "routes", "at least one route is required")},
+		},
+		{
+			name: "name too long",
+			modify: func(c *Config) {
+				c.Routes[0].Name = "a1234567890123456789012345678901234567890123456789012345678901234"
+			},
+			want: &Errors{fe(3, "routes[0].name", `invalid route name "a1234567890123456789012345678901234567890123456789012345678901234": `+nameRule)},
+		},
+		{
+			name: "nil upstream",
+			modify: func(c *Config) {
+				c.Upstreams["gone"] = nil
+			},
+			want: &Errors{fe(0, "upstreams.gone", "must not be nil")},
+		},
+		{
+			name: "tls problems",
+			modify: func(c *Config) {
+				api(c).TLS = &TLS{CAFile: notPEM, ServerName: "-bad-"}
+			},
+			want: &Errors{
+				fe(7, "upstreams.api.tls", "tls set but no https target"),
+				fe(7, "upstreams.api.tls.ca_file", `"`+notPEM+`" holds no PEM certificate`),
+				fe(7, "upstreams.api.tls.server_name", `"-bad-" is not a valid DNS name or IP address`),
+			},
+		},
+		{
+			name: "limits",
+			modify: func(c *Config) {
+				u := api(c)
+				u.Timeouts.Idle = Duration(24*time.Hour + 1)
+				u.Timeouts.Connect = -1
+				u.ResponseHeadLimit = 1<<20 + 1
+				u.MaxIdlePerTarget = -1
+				u.Resolver = "10.0.0.53:0"
+			},
+			want: &Errors{
+				fe(7, "upstreams.api.resolver", "port 0 out of range (1-65535)"),
+				fe(7, "upstreams.api.timeouts.connect", "must be greater than 0, got -1ns"),
+				fe(7, "upstreams.api.timeouts.idle", "must be at most 24h, got 24h0m0.000000001s"),
+				fe(7, "upstreams.api.response_head_limit", "must be between 1KiB and 1MiB, got 1048577"),
+				fe(7, "upstreams.api.max_idle_per_target", "must be between 0 and 100000, got -1"),
+			},
+		},
+		{
+			name: "target problems",
+			modify: func(c *Config) {
+				api(c).Targets = []Target{
+					{URL: "", Line: 9},
+					{URL: "http://a.example:", Line: 10},
+					{URL: "http:a.example", Line: 11},
+					{URL: "//a.example", Line: 12},
+					{URL: "http://a.example/?", Line: 13},
+					{URL: "http://256.1.1.1", Line: 14},
+					{URL: "https://a.example", Line: 15},
+					{URL: "HTTPS://A.EXAMPLE:443/", Line: 16},
+				}
+			},
+			want: &Errors{
+				fe(9, "upstreams.api.targets[0].url", "required"),
+				fe(10, "upstreams.api.targets[1].url", "empty port: write http://host[:port] or https://host[:port]"),
+				fe(11, "upstreams.api.targets[2].url", `missing "//" after the scheme: write http://host[:port] or https://host[:port]`),
+				fe(12, "upstreams.api.targets[3].url", "missing scheme: write http://host[:port] or https://host[:port]"),
+				fe(13, "upstreams.api.targets[4].url", "must not have a query"),
+				fe(14, "upstreams.api.targets[5].url", `host "256.1.1.1" is not a valid host name or IP address`),
+				fe(16, "upstreams.api.targets[7].url", "duplicate target (same as upstreams.api.targets[6])"),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := built()
+			c.ApplyDefaults()
+			tt.modify(c)
+			err := c.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			got, ok := errors.AsType[*Errors](err)
+			if !ok {
+				t.Fatalf("Validate error = %v (%T), want *Errors", err, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidHostname(t *testing.T) {
+	tests := []struct {
+		name string
+		host string
+		want bool
+	}{
+		{name: "simple", host: "localhost", want: true},
+		{name: "dotted", host: "api.example.com", want: true},
+		{name: "digits and hyphens", host: "a-1.b2", want: true},
+		{name: "underscore", host: "my_service", want: true},
+		{name: "upper case", host: "API.Example.COM", want: true},
+		{name: "empty", host: ""},
+		{name: "trailing dot", host: "example.com."},
+		{name: "empty label", host: "a..b"},
+		{name: "leading hyphen", host: "-a"},
+		{name: "trailing hyphen", host: "a-"},
+		{name: "space", host: "a b"},
+		{name: "port", host: "a:80"},
+		{name: "numeric last label", host: "1.2.3.256"},
+		{name: "long label", host: "a123456789012345678901234567890123456789012345678901234567890123"},
+		{name: "max label", host: "a12345678901234567890123456789012345678901234567890123456789012", want: true},
+		{name: "wildcard", host: "*.example.com"},
+		{name: "unicode", host: "bücher.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := validHostname(tt.host); got != tt.want {
+				t.Errorf("validHostname(%q) = %v, want %v", tt.host, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidName(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{name: "letters", in: "api", want: true},
+		{name: "all allowed", in: "A9._-z", want: true},
+		{name: "digit first", in: "9lives", want: true},
+		{name: "64 chars", in: "a123456789012345678901234567890123456789012345678901234567890123", want: true},
+		{name: "65 chars", in: "a1234567890123456789012345678901234567890123456789012345678901234"},
+		{name: "empty", in: ""},
+		{name: "dot first", in: ".a"},
+		{name: "hyphen first", in: "-a"},
+		{name: "space", in: "a b"},
+		{name: "slash", in: "a/b"},
+		{name: "non-ASCII", in: "é"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := validName(tt.in); got != tt.want {
+				t.Errorf("validName(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
