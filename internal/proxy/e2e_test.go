@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"candor/internal/failure"
 	"candor/internal/fault"
@@ -409,5 +410,37 @@ func TestKeepAliveReuse(t *testing.T) {
 	}
 	if reused < 19 {
 		t.Fatalf("%d of 20 requests reused a connection", reused)
+	}
+}
+
+// TestKeepAliveRace: the upstream closes each idle connection about 30 ms
+// after its response (without saying so), and requests arrive every 30 ms,
+// so candor keeps trying to reuse connections just as the upstream closes
+// them. The probe before reuse and the replay of idempotent requests on a
+// fresh connection must turn every one of those races into a success.
+func TestKeepAliveRace(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, `listen: 127.0.0.1:0
+routes:
+  - {name: r, upstream: u}
+upstreams:
+  u:
+    targets: [{url: "`+up.URL()+`"}]
+    timeouts: {pool_idle: 10s}
+`)
+	tick := time.NewTicker(30 * time.Millisecond)
+	defer tick.Stop()
+	const n = 150
+	failed := 0
+	for i := range n {
+		<-tick.C
+		res := get(t, g.base+"/ok?idle_ms=30", nil)
+		if res.status != 200 || res.bodyErr != nil {
+			failed++
+			t.Errorf("request %d: %d %s", i, res.status, res.body)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d requests failed in the keep-alive race", failed, n)
 	}
 }
