@@ -55,6 +55,9 @@ type Route struct {
 	// committing a status. Write "strict: {}" for the defaults; absent (or
 	// null) means responses stream through.
 	Strict *Strict `yaml:"strict"`
+	// Retry configures retries of failed attempts on other targets.
+	// Retries are on by default, only where safe, within a budget.
+	Retry Retry `yaml:"retry"`
 
 	// Line is the line of the route's list item in the file, set by
 	// [Parse].
@@ -115,6 +118,12 @@ type Upstream struct {
 	// to 100000. Default: 64 when absent from the file; an explicit 0 keeps
 	// no idle connection (see [Config.ApplyDefaults]).
 	MaxIdlePerTarget int `yaml:"max_idle_per_target"`
+	// Balance chooses how a target is picked.
+	Balance Balance `yaml:"balance"`
+	// Health configures active checks and passive (outlier) ejection.
+	Health Health `yaml:"health"`
+	// Limits bound concurrent requests (circuit breaking).
+	Limits Limits `yaml:"limits"`
 
 	// Name is the upstream's key in [Config.Upstreams], set by [Parse].
 	Name string `yaml:"-"`
@@ -127,6 +136,9 @@ type Target struct {
 	// URL is http://host[:port] or https://host[:port]; host may be a
 	// name or an IP literal. No path, query, fragment or user info.
 	URL string `yaml:"url"`
+	// Weight is the target's share of traffic relative to the others,
+	// 1 to 1000. Default: 1.
+	Weight int `yaml:"weight"`
 
 	// Line is the line of the target's list item in the file, set by
 	// [Parse].
@@ -174,3 +186,136 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // Size is a byte count written as "512", "64KiB", "1MiB", "1GiB" (also "KB",
 // "MB", "GB" as powers of 1000); see [Size.UnmarshalYAML].
 type Size int64
+
+// Policy names a balancing policy.
+type Policy string
+
+// The balancing policies.
+const (
+	// PolicyRoundRobin is smooth weighted round robin.
+	PolicyRoundRobin Policy = "round_robin"
+	// PolicyLeastRequest picks the less loaded (in-flight requests divided
+	// by weight) of two random targets.
+	PolicyLeastRequest Policy = "least_request"
+	// PolicyConsistentHash maps a request key (a header or cookie) to a
+	// target on a hash ring, with bounded load.
+	PolicyConsistentHash Policy = "consistent_hash"
+)
+
+// Balance configures target selection.
+type Balance struct {
+	// Policy is round_robin, least_request or consistent_hash. Default:
+	// round_robin.
+	Policy Policy `yaml:"policy"`
+	// HashOn is the request key of consistent_hash: "header:NAME" or
+	// "cookie:NAME". Required for consistent_hash, not allowed otherwise.
+	// A request without the key is balanced round robin.
+	HashOn string `yaml:"hash_on"`
+	// HashLoadFactor bounds a consistent_hash target's load to this
+	// multiple of the average in-flight load (consistent hashing with
+	// bounded loads). Between 1 and 10; default: 1.25.
+	HashLoadFactor float64 `yaml:"hash_load_factor"`
+}
+
+// Health configures target health.
+type Health struct {
+	// Active, when present, probes every target on a schedule.
+	Active *ActiveHealth `yaml:"active"`
+	// Passive ejects targets that fail real traffic. It is on by default;
+	// set consecutive_failures to 0 to turn it off.
+	Passive PassiveHealth `yaml:"passive"`
+}
+
+// ActiveHealth probes each target with GET Path.
+type ActiveHealth struct {
+	// Path is the request-target probed, beginning with "/". Required.
+	Path string `yaml:"path"`
+	// Host is the Host header of probes. Default: the target's host:port.
+	Host string `yaml:"host"`
+	// Interval between probes of a target. Default: 5s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe (connect to complete response). Default: 2s.
+	Timeout Duration `yaml:"timeout"`
+	// Expect is the range of statuses that count as healthy, "200-399"
+	// or a single status "204". Default: "200-399".
+	Expect string `yaml:"expect"`
+	// HealthyThreshold is the number of consecutive passing probes that
+	// bring a target back. Default: 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold is the number of consecutive failing probes that
+	// take a target out. Default: 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+}
+
+// PassiveHealth ejects targets on consecutive gateway failures of real
+// traffic: connection refused or reset, timeouts, malformed responses.
+// An upstream's own valid 5xx counts only when Count5xx is set.
+type PassiveHealth struct {
+	// ConsecutiveFailures ejects a target after this many failures in a
+	// row. 0 turns passive health off. Default: 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// BaseEjection is the first ejection's length; each further ejection
+	// of the same target lasts one more BaseEjection, up to MaxEjection.
+	// Default: 10s.
+	BaseEjection Duration `yaml:"base_ejection"`
+	// MaxEjection caps an ejection's length. Default: 5m.
+	MaxEjection Duration `yaml:"max_ejection"`
+	// MaxEjectedPercent caps the share of an upstream's targets ejected
+	// at once, 0 to 100 (at least one target may always be ejected when
+	// there are two or more). Default: 50.
+	MaxEjectedPercent int `yaml:"max_ejected_percent"`
+	// Count5xx also counts an upstream's own 5xx responses as failures.
+	// Default: false.
+	Count5xx bool `yaml:"count_5xx"`
+}
+
+// Limits bound concurrent requests to an upstream (circuit breaking).
+// Zero means unlimited. Requests beyond MaxConcurrent wait in a queue of
+// MaxPending; beyond that they are answered 503 upstream_overloaded at
+// once.
+type Limits struct {
+	// MaxConcurrent bounds requests in flight to the whole upstream.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxPending bounds requests waiting for a slot. Default: 0 (none
+	// wait).
+	MaxPending int `yaml:"max_pending"`
+	// PendingTimeout bounds a wait for a slot. Default: 1s.
+	PendingTimeout Duration `yaml:"pending_timeout"`
+	// TargetMaxConcurrent bounds requests in flight to each target; a
+	// target at its limit is skipped by the balancer.
+	TargetMaxConcurrent int `yaml:"target_max_concurrent"`
+}
+
+// Retry configures a route's retries. A failed attempt is retried on
+// another target only when that is safe: nothing was sent (DNS, connect,
+// TLS failures), or the method is idempotent or the request carries
+// Idempotency-Key and its body was buffered for replay.
+type Retry struct {
+	// Attempts is the most attempts per request, first one included, 1 to
+	// 10. 1 turns retries off. Default: 2.
+	Attempts int `yaml:"attempts"`
+	// PerTryTimeout bounds one attempt's wait for the response head.
+	// Default: the upstream's timeouts.response_header.
+	PerTryTimeout Duration `yaml:"per_try_timeout"`
+	// Timeout bounds all attempts of a request together, back-off
+	// included. Default: none.
+	Timeout Duration `yaml:"timeout"`
+	// Backoff is the base of the jittered exponential back-off between
+	// attempts. Default: 25ms.
+	Backoff Duration `yaml:"backoff"`
+	// MaxBackoff caps the back-off. Default: 250ms.
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// OnStatus lists upstream statuses that are retried (e.g. [503]).
+	// Default: none: an upstream's own response is passed through.
+	OnStatus []int `yaml:"on_status"`
+	// BodyBuffer is the largest request body buffered for replay; a
+	// larger body is streamed and its request not retried once sent.
+	// Default: 64KiB.
+	BodyBuffer Size `yaml:"body_buffer"`
+	// BudgetRatio caps retries to this fraction of the requests of the
+	// last 10 seconds, 0 to 1. Default: 0.2.
+	BudgetRatio float64 `yaml:"budget_ratio"`
+	// BudgetMinPerSecond is a floor of retries per second allowed
+	// whatever the ratio. Default: 3.
+	BudgetMinPerSecond int `yaml:"budget_min_per_second"`
+}

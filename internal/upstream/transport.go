@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"candor/internal/failure"
@@ -73,6 +74,13 @@ type Target struct {
 	URL string
 	// Addr is host:port, for logs (never for clients).
 	Addr string
+	// Weight is the target's relative share of traffic (1 when unset).
+	// Set it before the Transport is used; it never changes afterwards.
+	Weight int
+
+	// inflight counts requests in flight to the target, maintained by
+	// Acquire and Release.
+	inflight atomic.Int64
 
 	host string
 	port uint16
@@ -111,7 +119,7 @@ func (t *Transport) newTarget(raw string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	tg := &Target{URL: raw, host: u.Hostname(), pool: pool{max: t.opt.MaxIdlePerTarget}}
+	tg := &Target{URL: raw, Weight: 1, host: u.Hostname(), pool: pool{max: t.opt.MaxIdlePerTarget}}
 	port := u.Port()
 	switch u.Scheme {
 	case "http":
@@ -151,6 +159,16 @@ func (t *Transport) Targets() []*Target { return t.targets }
 
 // Name returns the upstream's name.
 func (t *Transport) Name() string { return t.opt.Name }
+
+// Acquire counts a request in flight to tg; Release ends it. The proxy
+// brackets every attempt with them; balancers and limits read InFlight.
+func (tg *Target) Acquire() { tg.inflight.Add(1) }
+
+// Release ends a request counted by Acquire.
+func (tg *Target) Release() { tg.inflight.Add(-1) }
+
+// InFlight returns the requests in flight to tg.
+func (tg *Target) InFlight() int64 { return tg.inflight.Load() }
 
 // IdleConns returns the number of idle pooled connections of tg.
 func (tg *Target) IdleConns() int { return tg.pool.size() }
