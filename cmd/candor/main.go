@@ -145,11 +145,24 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return waitAndDrain(st, log)
 }
 
-// waitAndDrain blocks until SIGINT or SIGTERM, then drains gracefully.
+// waitAndDrain blocks until SIGINT or SIGTERM, then drains gracefully. A
+// second signal during the drain stops at once (the default action).
+// SIGHUP, which will trigger a reload, is logged and otherwise ignored
+// rather than killing the process.
 func waitAndDrain(st *reload.State, log *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			log.Warn("SIGHUP received: configuration reload is not supported yet; the running configuration is unchanged")
+		}
+	}
+	stop()
 	log.Info("candor draining", "deadline", drainTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()

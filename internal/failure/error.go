@@ -89,8 +89,8 @@ func KindOf(err error) Kind {
 
 // Classify turns an I/O error that arose in phase p into a typed *Error. An
 // error that already is an *Error is returned as it is. ctx is the request's
-// context: when it is done, the failure is the client's ([ClientCanceled]),
-// whatever the I/O error says.
+// context: when it was canceled, the failure is the client's
+// ([ClientCanceled]), whatever the I/O error says.
 //
 // The mapping per phase:
 //   - any phase, context canceled by the client: ClientCanceled;
@@ -111,7 +111,9 @@ func Classify(ctx context.Context, p Phase, err error) *Error {
 	if fe, ok := errors.AsType[*Error](err); ok {
 		return fe
 	}
-	if ctx != nil && ctx.Err() != nil {
+	if ctx != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// Only cancellation is the client's; a deadline on the context is
+		// a timeout like any other (504).
 		return &Error{Kind: ClientCanceled, Phase: p, Err: err}
 	}
 	k := classifyKind(p, err)

@@ -30,6 +30,7 @@ const (
 	NoRoute
 	NoHealthyUpstream
 	InternalError
+	Overloaded
 
 	// DNS, connect and TLS: nothing of the request was sent.
 	DNSFailed
@@ -68,6 +69,7 @@ const (
 	// The client.
 	ClientCanceled
 	ClientBodyInvalid
+	MethodNotSupported
 
 	numKinds
 )

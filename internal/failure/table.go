@@ -27,6 +27,13 @@ var table = [numKinds]Row{
 		Explanation: "The route's upstream has no target that can take traffic: none is configured, or all are unhealthy, ejected or draining.",
 		Fix:         "Check that the upstream's targets are listed in the configuration and running; look at the targets' health on the admin listener.",
 	},
+	Overloaded: {
+		ID: "upstream_overloaded", Status: 503, Phase: PhaseSelect, Retry: RetryNever, RetryAfter: 1,
+		Title:       "Service Unavailable",
+		Detail:      "The upstream servers are at capacity; try again shortly.",
+		Explanation: "The upstream's concurrency limit (limits.max_concurrent and the max_pending queue) or every usable target's limits.target_max_concurrent was reached, so candor refused the request at once rather than queue it without bound. Nothing was sent.",
+		Fix:         "Check the upstream's latency (slow responses hold slots longer) and its capacity; raise limits.max_concurrent or limits.max_pending only if the upstream can take more.",
+	},
 	InternalError: {
 		ID: "gateway_internal_error", Status: 500, Phase: PhaseInternal, Retry: RetryNever,
 		Title:       "Internal Server Error",
@@ -215,5 +222,12 @@ var table = [numKinds]Row{
 		Detail:      "The request body could not be read.",
 		Explanation: "Reading the client's request body failed: malformed chunked encoding, or shorter than its Content-Length.",
 		Fix:         "A client problem; check the client's HTTP library if it recurs.",
+	},
+	MethodNotSupported: {
+		ID: "request_method_not_supported", Status: 501, Phase: PhaseClient, Retry: RetryNever,
+		Title:       "Not Implemented",
+		Detail:      "The gateway does not forward requests with this method.",
+		Explanation: "The client sent a method candor does not proxy (CONNECT, which would open a tunnel). Nothing was sent upstream.",
+		Fix:         "A client problem, or a client configured to use candor as a forward proxy; candor is a reverse proxy.",
 	},
 }

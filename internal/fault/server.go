@@ -59,7 +59,9 @@ const (
 //
 // Responses that keep the connection alive honour ?idle_ms=N: if the next
 // request does not begin within N ms, the server closes the connection, which
-// reproduces the keep-alive race of RFC 9112 §9.6. A request with
+// reproduces the keep-alive race of RFC 9112 §9.6; with ?drop_next=1 the
+// server reads the connection's next request and closes without answering
+// (an upstream that drops every connection's second request). A request with
 // "Connection: close", or any HTTP/1.0 request, gets "Connection: close" and
 // the connection is closed after the response.
 //
@@ -107,18 +109,23 @@ type Received struct {
 
 // NewServer starts a fake upstream on 127.0.0.1 with an ephemeral port. The
 // caller must Close it.
-func NewServer() (*Server, error) { return newServer(nil, nil) }
+func NewServer() (*Server, error) { return newServer("127.0.0.1:0", nil, nil) }
+
+// NewServerAt starts a fake upstream listening on addr (a loopback
+// host:port), e.g. to bring a target back on the port it had before it was
+// stopped. The caller must Close it.
+func NewServerAt(addr string) (*Server, error) { return newServer(addr, nil, nil) }
 
 // NewScriptServer starts a fake upstream that answers every request, whatever
 // its path, with s.Bytes and then closes the connection. It suits tests and
 // demos that point a whole upstream at one fault. The caller must Close it.
 func NewScriptServer(s Script) (*Server, error) {
 	s.Bytes = append([]byte(nil), s.Bytes...)
-	return newServer(nil, &s)
+	return newServer("127.0.0.1:0", nil, &s)
 }
 
-func newServer(cfg *tls.Config, script *Script) (*Server, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+func newServer(addr string, cfg *tls.Config, script *Script) (*Server, error) {
+	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +241,9 @@ type conn struct {
 	bw  *bufio.Writer
 	// idle, if positive, bounds the wait for the next request (?idle_ms).
 	idle time.Duration
+	// dropNext closes the connection, without answering, when its next
+	// request arrives (?drop_next=1).
+	dropNext bool
 }
 
 func (s *Server) serveConn(raw *net.TCPConn) {
@@ -255,11 +265,19 @@ func (s *Server) serveConn(raw *net.TCPConn) {
 			return
 		}
 		c.s.record(r.Received)
+		if c.dropNext {
+			// The upstream took the request and closed without a word:
+			// what a server does that times out an idle connection just
+			// as a request arrives on it.
+			c.closeGracefully()
+			return
+		}
 		if !c.handle(r) {
 			c.closeGracefully()
 			return
 		}
 		c.idle = r.duration("idle_ms", 0)
+		c.dropNext = r.number("drop_next", 0, 1) == 1
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -362,5 +363,53 @@ func TestPlaintextServerRejectsTLS(t *testing.T) {
 	err := c.Handshake()
 	if _, ok := errors.AsType[tls.RecordHeaderError](err); !ok {
 		t.Errorf("handshake with a plaintext server: %v; want tls.RecordHeaderError", err)
+	}
+}
+
+// TestDropNext: after a ?drop_next=1 response, the connection's next
+// request is read and the connection closed without an answer.
+func TestDropNext(t *testing.T) {
+	s, err := NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ok?drop_next=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	io.WriteString(c, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("second request answered: %q %v", rest, err)
+	}
+	if s.Requests() != 2 {
+		t.Fatalf("server read %d requests, want 2", s.Requests())
+	}
+}
+
+// TestNewServerAt: a server comes back on the port it had.
+func TestNewServerAt(t *testing.T) {
+	s, err := NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr()
+	s.Close()
+	s2, err := NewServerAt(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.Addr() != addr {
+		t.Fatalf("listening on %s, want %s", s2.Addr(), addr)
 	}
 }

@@ -131,7 +131,7 @@ func NewTLSServer(ca *CA, names ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newServer(&tls.Config{
+	return newServer("127.0.0.1:0", &tls.Config{
 		Certificates: []tls.Certificate{leaf},
 		NextProtos:   []string{"http/1.1"},
 		MinVersion:   tls.VersionTLS12,

@@ -32,6 +32,9 @@ type Body struct {
 	closed  bool
 	err     error
 	trailer []Field
+	// sent and recv are the attempt's wire byte counts, frozen when the
+	// body ends (the connection may then serve another request).
+	sent, recv int64
 }
 
 // Read reads body bytes.
@@ -45,7 +48,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	b.c.nc.SetReadDeadline(time.Now().Add(b.att.t.opt.IdleTimeout))
+	if err := b.c.setReadDeadline(time.Now().Add(b.att.t.opt.IdleTimeout)); err != nil {
+		return 0, b.failIO(err)
+	}
 	switch b.mode {
 	case BodyNone:
 		b.finish()
@@ -178,13 +183,16 @@ func (b *Body) chunkSize() (int64, error) {
 		return 0, err
 	}
 	var size int64
-	i := 0
+	i, digits := 0, 0
 	for ; i < len(line); i++ {
 		d := unhex(line[i])
 		if d < 0 {
 			break
 		}
-		if i >= 15 {
+		if size == 0 && d == 0 {
+			continue // leading zeros never overflow
+		}
+		if digits++; digits > 15 {
 			return 0, b.fail(failure.MalformedChunk, "chunk size overflows: "+failure.Quote(line), nil)
 		}
 		size = size<<4 | int64(d)
@@ -231,12 +239,17 @@ func (b *Body) readTrailer() error {
 			return err
 		}
 		used += len(line) + 2
-		if used > lim.Bytes || n > lim.Fields {
+		if used > lim.Bytes {
 			return b.fail(failure.MalformedChunk, "trailer section too large", nil)
 		}
 		if len(line) == 0 {
 			b.trailer = dropHopByHop(b.trailer, nil)
 			return nil
+		}
+		// RFC 9112 §7.1.2: the trailer section is bounded like a header
+		// section; the empty line that ends it is not a field.
+		if n > lim.Fields {
+			return b.fail(failure.MalformedChunk, "trailer section too large", nil)
 		}
 		f, err := parseField(line, n)
 		if err != nil {
@@ -263,6 +276,21 @@ func (b *Body) Buffered() int {
 // BytesRead returns the body bytes returned so far.
 func (b *Body) BytesRead() int64 { return b.read }
 
+// Wire returns the bytes this attempt sent to and received from the
+// upstream so far, heads and framing included.
+func (b *Body) Wire() (sent, received int64) {
+	if b.done || b.err != nil {
+		return b.sent, b.recv
+	}
+	return b.c.sent - b.att.sent0, b.c.recv - b.att.recv0
+}
+
+// freeze records the attempt's byte counts before the connection is
+// released or closed.
+func (b *Body) freeze() {
+	b.sent, b.recv = b.c.sent-b.att.sent0, b.c.recv-b.att.recv0
+}
+
 // Close releases the body. A body closed before it was complete closes its
 // connection, which cannot be reused.
 func (b *Body) Close() error {
@@ -274,6 +302,7 @@ func (b *Body) Close() error {
 		b.finish()
 	}
 	if !b.done && b.err == nil {
+		b.freeze()
 		b.att.end()
 		b.c.close()
 		b.done = true
@@ -287,6 +316,7 @@ func (b *Body) Err() error { return b.err }
 // finish ends a complete body and returns the connection to the pool when
 // it may be reused.
 func (b *Body) finish() {
+	b.freeze()
 	b.done = true
 	b.att.release(b.c)
 }
@@ -295,6 +325,7 @@ func (b *Body) finish() {
 func (b *Body) fail(k failure.Kind, detail string, err error) error {
 	fe := failure.Wrap(k, detail, err)
 	b.att.fill(fe, b.c)
+	b.freeze()
 	b.err = fe
 	b.att.end()
 	b.c.close()
@@ -308,6 +339,7 @@ func (b *Body) failIO(err error) error {
 		fe.Detail = "after " + strconv.FormatInt(b.read, 10) + " body bytes"
 	}
 	b.att.fill(fe, b.c)
+	b.freeze()
 	b.err = fe
 	b.att.end()
 	b.c.close()

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -26,6 +28,11 @@ type conn struct {
 	// writeIdle bounds each write: the longest the upstream may refuse to
 	// take request bytes.
 	writeIdle time.Duration
+	// ctx is the context of the attempt using the connection. Every
+	// deadline set during the attempt is followed by a check of it: the
+	// cancellation hook sets a past deadline, which a later deadline would
+	// otherwise override.
+	ctx context.Context
 
 	idleSince time.Time
 	idleLimit time.Duration
@@ -43,7 +50,9 @@ func (c *conn) Read(p []byte) (int, error) {
 // deadline so that a stalled upstream is noticed.
 func (c *conn) Write(p []byte) (int, error) {
 	if c.writeIdle > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.writeIdle))
+		if err := c.setWriteDeadline(time.Now().Add(c.writeIdle)); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.nc.Write(p)
 	c.sent += int64(n)
@@ -52,13 +61,33 @@ func (c *conn) Write(p []byte) (int, error) {
 
 func (c *conn) close() { c.nc.Close() }
 
+// setReadDeadline sets the read deadline and then reports the attempt's
+// cancellation, so that a cancellation is never overridden.
+func (c *conn) setReadDeadline(t time.Time) error {
+	c.nc.SetReadDeadline(t)
+	if c.ctx != nil {
+		return c.ctx.Err()
+	}
+	return nil
+}
+
+// setWriteDeadline is setReadDeadline for writes.
+func (c *conn) setWriteDeadline(t time.Time) error {
+	c.nc.SetWriteDeadline(t)
+	if c.ctx != nil {
+		return c.ctx.Err()
+	}
+	return nil
+}
+
 // pool holds one target's idle connections, most recently used first out:
 // the warmest connection is the least likely to have been closed by the
 // upstream.
 type pool struct {
-	mu   sync.Mutex
-	idle []*conn
-	max  int
+	mu     sync.Mutex
+	idle   []*conn
+	max    int
+	closed bool // set by closeAll: put closes instead of parking
 }
 
 // get returns a live idle connection, or nil. Connections idle longer than
@@ -75,18 +104,33 @@ func (p *pool) get(now time.Time) *conn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && alive(c.raw) {
+		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && c.tlsQuiet() && alive(c.raw) {
 			return c
 		}
 		c.close()
 	}
 }
 
+// tlsQuiet reports whether a TLS connection has nothing to read: tls.Conn
+// may hold decrypted bytes, or records already read off the socket, that
+// neither bufio nor the socket probe can see. A read with a past deadline
+// returns them, or times out at once without touching the socket.
+func (c *conn) tlsQuiet() bool {
+	if c.nc == c.raw {
+		return true
+	}
+	c.nc.SetReadDeadline(aLongTimeAgo)
+	_, err := c.br.Peek(1)
+	c.nc.SetReadDeadline(time.Time{})
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
+
 // put parks c for reuse, or closes it when the pool is full.
 func (p *pool) put(c *conn, now time.Time) {
 	c.idleSince = now
 	p.mu.Lock()
-	if len(p.idle) < p.max {
+	if !p.closed && len(p.idle) < p.max {
 		p.idle = append(p.idle, c)
 		p.mu.Unlock()
 		return
@@ -120,6 +164,7 @@ func (p *pool) closeAll() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	p.closed = true
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.close()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,7 +133,12 @@ func (hr *headReader) readLine(k failure.Kind, what string) ([]byte, error) {
 			if errors.Is(err, io.EOF) {
 				return nil, failure.Wrap(failure.TruncatedHead, "connection closed after "+strconv.Itoa(hr.used)+" bytes of the response head", io.ErrUnexpectedEOF)
 			}
-			return nil, err
+			if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || hr.used == 0 {
+				return nil, err // a timeout stays a timeout (504)
+			}
+			// A reset or other error after part of the head arrived: the
+			// response began, so it is not "before response".
+			return nil, failure.Wrap(failure.TruncatedHead, "connection failed after "+strconv.Itoa(hr.used)+" bytes of the response head", err)
 		}
 		if len(line) < 2 || line[len(line)-2] != '\r' {
 			return nil, errHead(k, what+" ends in a bare LF (RFC 9112 §2.2): "+failure.Quote(line))
@@ -232,7 +238,12 @@ func parseStatusLine(line []byte, h *Head) error {
 		return errHead(failure.MalformedStatusLine, why+": "+failure.Quote(line))
 	}
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." {
-		if len(line) >= 8 && string(line[:5]) == "HTTP/" {
+		switch {
+		case bytes.HasPrefix(line, []byte("HTTP/1.")):
+			// RFC 9112 §4: HTTP-version SP 3DIGIT takes 12 bytes; a shorter
+			// line is a cut-off code, not another HTTP version.
+			return bad("status line too short for HTTP-version SP status-code")
+		case len(line) >= 8 && string(line[:5]) == "HTTP/":
 			return bad("not HTTP/1.x")
 		}
 		if len(line) >= 14 && string(line[:14]) == "PRI * HTTP/2.0" {
@@ -461,7 +472,13 @@ func keepAliveTimeout(v string) int {
 // parseDecimal parses 1*DIGIT into a non-negative int64, rejecting signs,
 // spaces, empty input and overflow.
 func parseDecimal(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
+	if s == "" {
+		return 0, false
+	}
+	for len(s) > 1 && s[0] == '0' {
+		s = s[1:] // leading zeros never overflow
+	}
+	if len(s) > 18 {
 		return 0, false
 	}
 	var n int64

@@ -194,7 +194,9 @@ func (t *Transport) closed() bool {
 
 func (t *Transport) reaper() {
 	defer t.wg.Done()
-	every := max(t.opt.PoolIdle/2, 250*time.Millisecond)
+	// Often enough that an idle connection is closed within an eighth of
+	// PoolIdle of its limit: candor, not the upstream, closes first.
+	every := min(max(t.opt.PoolIdle/8, 50*time.Millisecond), time.Second)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -231,8 +233,18 @@ type Request struct {
 	// Replayable reports that the request may be sent again when a reused
 	// connection turns out dead before any response byte: the method is
 	// idempotent or the request carries Idempotency-Key, and there is no
-	// body.
+	// body or GetBody can produce it again.
 	Replayable bool
+	// GetBody returns a fresh copy of a buffered body for a replay; nil
+	// when the body cannot be replayed.
+	GetBody func() io.Reader
+	// HeaderTimeout bounds this attempt's wait for the response head; 0
+	// means the upstream's ResponseHeaderTimeout.
+	HeaderTimeout time.Duration
+	// Deadline, when set, bounds the attempt's connect and response-head
+	// waits (a route's overall retry timeout). Hitting it is a timeout
+	// (504), never a 502.
+	Deadline time.Time
 	// Attempt numbers the attempt, from 1, for error records.
 	Attempt int
 }
@@ -302,6 +314,7 @@ func (a *attempt) release(c *conn) {
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
+	c.ctx = nil
 	a.tg.pool.put(c, time.Now())
 }
 
@@ -314,7 +327,10 @@ func (a *attempt) release(c *conn) {
 // connection.
 func (t *Transport) RoundTrip(ctx context.Context, tg *Target, req *Request) (*Response, error) {
 	resp, err, retry := t.try(ctx, tg, req, false)
-	if retry {
+	if retry && (req.Body == nil || req.GetBody != nil) {
+		if req.GetBody != nil {
+			req.Body = req.GetBody()
+		}
 		resp, err, _ = t.try(ctx, tg, req, true)
 	}
 	return resp, err
@@ -336,11 +352,12 @@ func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh boo
 	}
 	c.uses++
 	a.sent0, a.recv0 = c.sent, c.recv
+	c.ctx = ctx
 	a.stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
 
 	if err := t.write(a, c); err != nil {
 		fe := failure.Classify(ctx, failure.PhaseWrite, err)
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			fe = &failure.Error{Kind: failure.ClientCanceled, Phase: failure.PhaseWrite, Err: err}
 		}
 		if fe.Kind == failure.ClientBodyInvalid || fe.Kind == failure.ClientCanceled {
@@ -398,7 +415,13 @@ func alivePending(c *conn) bool {
 }
 
 func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
-	c.nc.SetReadDeadline(time.Now().Add(t.opt.ResponseHeaderTimeout))
+	wait := a.req.HeaderTimeout
+	if wait <= 0 {
+		wait = t.opt.ResponseHeaderTimeout
+	}
+	if err := c.setReadDeadline(a.req.bound(time.Now().Add(wait))); err != nil {
+		return nil, err
+	}
 	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method)
 	if err != nil {
 		return nil, err
@@ -473,6 +496,9 @@ var requestHopByHop = [...]string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
 	"Proxy-Authorization",
+	// Forwarding fields a client could spoof; candor sets its own
+	// X-Forwarded-* through Extra.
+	"Forwarded", "X-Real-Ip",
 }
 
 // skipRequestField reports whether the client's field name is not
@@ -491,11 +517,21 @@ func skipRequestField(name string, connection []string, extra []Field) bool {
 		}
 	}
 	for _, f := range extra {
-		if strings.EqualFold(f.Name, name) {
+		// CGI and WSGI servers read X_Forwarded_For as X-Forwarded-For:
+		// an underscore spelling of a field candor sets is dropped too.
+		if strings.EqualFold(f.Name, name) || strings.ContainsRune(name, '_') && strings.EqualFold(f.Name, strings.ReplaceAll(name, "_", "-")) {
 			return true
 		}
 	}
 	return false
+}
+
+// bound returns d, or the request's Deadline when that is earlier.
+func (r *Request) bound(d time.Time) time.Time {
+	if !r.Deadline.IsZero() && r.Deadline.Before(d) {
+		return r.Deadline
+	}
+	return d
 }
 
 // clientBodyError marks an error reading the client's request body, so that
@@ -570,7 +606,7 @@ func bodyExpected(method string) bool {
 // within ConnectTimeout.
 func (t *Transport) dial(a *attempt) (*conn, error) {
 	tg := a.tg
-	ctx, cancel := context.WithTimeout(a.ctx, t.opt.ConnectTimeout)
+	ctx, cancel := context.WithDeadline(a.ctx, a.req.bound(time.Now().Add(t.opt.ConnectTimeout)))
 	defer cancel()
 	fail := func(p failure.Phase, err error) error {
 		fe := failure.Classify(a.ctx, p, err)
