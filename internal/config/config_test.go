@@ -82,6 +82,42 @@ func timeouts() Timeouts {
 	}
 }
 
+// retryDefaults returns the default retry settings, as documented.
+func retryDefaults() Retry {
+	return Retry{
+		Attempts:           2,
+		Backoff:            Duration(25 * time.Millisecond),
+		MaxBackoff:         Duration(250 * time.Millisecond),
+		BodyBuffer:         64 << 10,
+		BudgetRatio:        0.2,
+		BudgetMinPerSecond: 3,
+	}
+}
+
+// passiveDefaults returns the default passive health settings, as
+// documented.
+func passiveDefaults() PassiveHealth {
+	return PassiveHealth{
+		ConsecutiveFailures: 5,
+		BaseEjection:        Duration(10 * time.Second),
+		MaxEjection:         Duration(5 * time.Minute),
+		MaxEjectedPercent:   50,
+	}
+}
+
+// limitsDefaults returns the default limits, as documented.
+func limitsDefaults() Limits {
+	return Limits{PendingTimeout: Duration(time.Second)}
+}
+
+// roundRobin is the default balancing.
+var roundRobin = Balance{Policy: PolicyRoundRobin}
+
+// target returns a target of weight 1 at line.
+func target(url string, line int) Target {
+	return Target{URL: url, Weight: 1, Line: line}
+}
+
 func TestLoadGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -95,13 +131,16 @@ func TestLoadGolden(t *testing.T) {
 				return &Config{
 					Listen: "127.0.0.1:8080",
 					Log:    Log{Level: "info"},
-					Routes: []Route{{Name: "web", Upstream: "web", Line: 3}},
+					Routes: []Route{{Name: "web", Upstream: "web", Retry: retryDefaults(), Line: 3}},
 					Upstreams: map[string]*Upstream{
 						"web": {
-							Targets:           []Target{{URL: "http://127.0.0.1:3000", Line: 8}},
+							Targets:           []Target{target("http://127.0.0.1:3000", 8)},
 							Timeouts:          timeouts(),
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
 							Name:              "web",
 							Line:              6,
 						},
@@ -123,20 +162,24 @@ func TestLoadGolden(t *testing.T) {
 						Match:    Match{Host: "2001:db8::1", PathPrefix: "/"},
 						Upstream: "shop",
 						Strict:   &Strict{Buffer: 1 << 20, Validate: ValidateNone},
+						Retry:    retryDefaults(),
 						Line:     6,
 					}},
 					Upstreams: map[string]*Upstream{
 						"shop": {
 							Targets: []Target{
-								{URL: "HTTP://Shop-1.internal", Line: 15},
-								{URL: "http://[2001:db8::2]:8080/", Line: 16},
-								{URL: "https://shop_2.docker:443", Line: 17},
+								target("HTTP://Shop-1.internal", 15),
+								target("http://[2001:db8::2]:8080/", 16),
+								target("https://shop_2.docker:443", 17),
 							},
 							Timeouts:          timeouts(),
 							TLS:               &TLS{ServerName: "shop.internal"},
 							Resolver:          "[2001:db8::53]:53",
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  0,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
 							Name:              "shop",
 							Line:              13,
 						},
@@ -159,15 +202,26 @@ func TestLoadGolden(t *testing.T) {
 							Match:    Match{Host: "api.example.com", PathPrefix: "/v1/"},
 							Upstream: "api",
 							Strict:   &Strict{Buffer: 2 << 20, Validate: ValidateJSON},
-							Line:     34,
+							Retry: Retry{
+								Attempts:           3,
+								PerTryTimeout:      Duration(5 * time.Second),
+								Timeout:            Duration(12 * time.Second),
+								Backoff:            Duration(50 * time.Millisecond),
+								MaxBackoff:         Duration(500 * time.Millisecond),
+								OnStatus:           []int{502, 503},
+								BodyBuffer:         128 << 10,
+								BudgetRatio:        0.1,
+								BudgetMinPerSecond: 5,
+							},
+							Line: 34,
 						},
-						{Name: "catch-all", Upstream: "web", Line: 53},
+						{Name: "catch-all", Upstream: "web", Retry: retryDefaults(), Line: 86},
 					},
 					Upstreams: map[string]*Upstream{
 						"api": {
 							Targets: []Target{
-								{URL: "https://10.0.0.11:8443", Line: 64},
-								{URL: "https://api-2.internal:8443", Line: 65},
+								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 97},
+								target("https://api-2.internal:8443", 101),
 							},
 							Timeouts: Timeouts{
 								Connect:        Duration(time.Second),
@@ -182,16 +236,206 @@ func TestLoadGolden(t *testing.T) {
 							Resolver:          "10.0.0.53:53",
 							ResponseHeadLimit: 32 << 10,
 							MaxIdlePerTarget:  16,
-							Name:              "api",
-							Line:              59,
+							Balance: Balance{
+								Policy:         PolicyConsistentHash,
+								HashOn:         "header:X-User-ID",
+								HashLoadFactor: 1.5,
+							},
+							Health: Health{
+								Active: &ActiveHealth{
+									Path:               "/healthz",
+									Host:               "api.internal",
+									Interval:           Duration(10 * time.Second),
+									Timeout:            Duration(time.Second),
+									Expect:             "200-299",
+									HealthyThreshold:   3,
+									UnhealthyThreshold: 2,
+								},
+								Passive: PassiveHealth{
+									ConsecutiveFailures: 3,
+									BaseEjection:        Duration(30 * time.Second),
+									MaxEjection:         Duration(10 * time.Minute),
+									MaxEjectedPercent:   34,
+									Count5xx:            true,
+								},
+							},
+							Limits: Limits{
+								MaxConcurrent:       200,
+								MaxPending:          100,
+								PendingTimeout:      Duration(500 * time.Millisecond),
+								TargetMaxConcurrent: 50,
+							},
+							Name: "api",
+							Line: 92,
 						},
 						"web": {
-							Targets:           []Target{{URL: "http://127.0.0.1:3000", Line: 94}},
+							Targets:           []Target{target("http://127.0.0.1:3000", 199)},
 							Timeouts:          timeouts(),
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
 							Name:              "web",
-							Line:              92,
+							Line:              197,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "every balancing, health, limit and retry key",
+			file: "testdata/valid/resilience.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Log:    Log{Level: "info"},
+					Routes: []Route{
+						{
+							Name:     "api",
+							Upstream: "api",
+							Retry: Retry{
+								Attempts:           10,
+								PerTryTimeout:      Duration(2 * time.Second),
+								Timeout:            Duration(5 * time.Second),
+								Backoff:            Duration(50 * time.Millisecond),
+								MaxBackoff:         Duration(time.Minute),
+								OnStatus:           []int{502, 503, 504},
+								BodyBuffer:         64 << 20,
+								BudgetRatio:        1,
+								BudgetMinPerSecond: 10000,
+							},
+							Line: 4,
+						},
+						{
+							Name:     "web",
+							Upstream: "web",
+							Retry: Retry{
+								Attempts:           1,
+								Backoff:            Duration(time.Second),
+								MaxBackoff:         Duration(time.Second),
+								BodyBuffer:         64 << 10,
+								BudgetRatio:        0.2,
+								BudgetMinPerSecond: 3,
+							},
+							Line: 16,
+						},
+					},
+					Upstreams: map[string]*Upstream{
+						"api": {
+							Targets: []Target{
+								{URL: "http://10.0.0.1:8080", Weight: 3, Line: 22},
+								{URL: "http://10.0.0.2:8080", Weight: 1000, Line: 24},
+							},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance: Balance{
+								Policy:         PolicyConsistentHash,
+								HashOn:         "header:x-user-id",
+								HashLoadFactor: 10,
+							},
+							Health: Health{
+								Active: &ActiveHealth{
+									Path:               "/healthz?full=1",
+									Host:               "[2001:db8::1]:8080",
+									Interval:           Duration(100 * time.Millisecond),
+									Timeout:            Duration(50 * time.Millisecond),
+									Expect:             "204",
+									HealthyThreshold:   1,
+									UnhealthyThreshold: 100,
+								},
+								Passive: PassiveHealth{
+									ConsecutiveFailures: 1000,
+									BaseEjection:        Duration(time.Second),
+									MaxEjection:         Duration(24 * time.Hour),
+									MaxEjectedPercent:   100,
+									Count5xx:            true,
+								},
+							},
+							Limits: Limits{
+								MaxConcurrent:       100,
+								MaxPending:          50,
+								PendingTimeout:      Duration(time.Minute),
+								TargetMaxConcurrent: 20,
+							},
+							Name: "api",
+							Line: 20,
+						},
+						"web": {
+							Targets:           []Target{target("http://10.0.0.3", 52)},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance:           Balance{Policy: PolicyLeastRequest},
+							Health: Health{
+								Active: &ActiveHealth{
+									Path:               "/",
+									Host:               "web.internal",
+									Interval:           Duration(time.Hour),
+									Timeout:            Duration(59 * time.Minute),
+									Expect:             "100-599",
+									HealthyThreshold:   2,
+									UnhealthyThreshold: 3,
+								},
+								Passive: passiveDefaults(),
+							},
+							Limits: limitsDefaults(),
+							Name:   "web",
+							Line:   50,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "defaults of active checks and consistent_hash; explicit zeros kept",
+			file: "testdata/valid/resilience_defaults.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Log:    Log{Level: "info"},
+					Routes: []Route{{
+						Name:     "a",
+						Upstream: "a",
+						Retry: Retry{
+							Attempts:   1,
+							Backoff:    Duration(25 * time.Millisecond),
+							MaxBackoff: Duration(250 * time.Millisecond),
+							OnStatus:   []int{},
+						},
+						Line: 4,
+					}},
+					Upstreams: map[string]*Upstream{
+						"a": {
+							Targets:           []Target{target("http://10.0.0.1", 15)},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance: Balance{
+								Policy:         PolicyConsistentHash,
+								HashOn:         "cookie:Session_ID",
+								HashLoadFactor: 1.25,
+							},
+							Health: Health{
+								Active: &ActiveHealth{
+									Path:               "/healthz",
+									Interval:           Duration(5 * time.Second),
+									Timeout:            Duration(2 * time.Second),
+									Expect:             "200-399",
+									HealthyThreshold:   2,
+									UnhealthyThreshold: 3,
+								},
+								Passive: PassiveHealth{
+									BaseEjection: Duration(10 * time.Second),
+									MaxEjection:  Duration(5 * time.Minute),
+								},
+							},
+							Limits: limitsDefaults(),
+							Name:   "a",
+							Line:   13,
 						},
 					},
 					File: file,
@@ -212,23 +456,29 @@ func TestLoadGolden(t *testing.T) {
 					Listen: "127.0.0.1:8080",
 					Log:    Log{Level: "info"},
 					Routes: []Route{
-						{Name: "a", Match: Match{PathPrefix: "/a"}, Upstream: "a", Line: 3},
-						{Name: "b", Match: Match{PathPrefix: "/b"}, Upstream: "b", Line: 6},
+						{Name: "a", Match: Match{PathPrefix: "/a"}, Upstream: "a", Retry: retryDefaults(), Line: 3},
+						{Name: "b", Match: Match{PathPrefix: "/b"}, Upstream: "b", Retry: retryDefaults(), Line: 6},
 					},
 					Upstreams: map[string]*Upstream{
 						"a": {
-							Targets:           []Target{{URL: "http://10.0.0.1:80", Line: 11}},
+							Targets:           []Target{target("http://10.0.0.1:80", 11)},
 							Timeouts:          fast,
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
 							Name:              "a",
 							Line:              10,
 						},
 						"b": {
-							Targets:           []Target{{URL: "http://10.0.0.2:80", Line: 16}},
+							Targets:           []Target{target("http://10.0.0.2:80", 16)},
 							Timeouts:          fast,
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
 							Name:              "b",
 							Line:              15,
 						},
@@ -331,7 +581,7 @@ upstreams:
 		fe(14, "upstreams.api.targets[1].url", `must not have a path, got "/p" (routes forward the request path as is)`),
 		fe(16, "upstreams.api.timeouts.connect", "missing unit, e.g. 5s"),
 		fe(17, "upstreams.api.timeouts.idle", `invalid duration "forever": write a number and a unit (ns, us, ms, s, m, h), e.g. 5s or 1m30s`),
-		fe(18, "upstreams.api.bogus", "unknown key (valid keys: targets, timeouts, tls, resolver, response_head_limit, max_idle_per_target)"),
+		fe(18, "upstreams.api.bogus", "unknown key (valid keys: targets, timeouts, tls, resolver, response_head_limit, max_idle_per_target, balance, health, limits)"),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors mismatch (-want +got):\n%s", diff)
@@ -399,7 +649,49 @@ upstreams:
 `,
 			want: &Errors{
 				fe(2, "routes[0].upstream", "required"),
-				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict)"),
+				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict, retry)"),
+			},
+		},
+		{
+			name: "a broken key is not the basis of another's check",
+			data: `routes:
+  - name: a
+    upstream: a
+    retry:
+      per_try_timeout: 5
+      timeout: 1s
+      backoff: [1s]
+      max_backoff: 10ms
+upstreams:
+  a:
+    targets:
+      - url: http://a.internal
+        weight: "2"
+    balance:
+      policy: [consistent_hash]
+      hash_on: header:X-User
+      hash_load_factor: high
+    health:
+      active:
+        path: /
+        interval: often
+        timeout: 1m
+      passive:
+        base_ejection: 1
+        max_ejection: 1s
+    limits:
+      max_concurrent: lots
+      max_pending: 10
+`,
+			want: &Errors{
+				fe(5, "routes[0].retry.per_try_timeout", "missing unit, e.g. 5s"),
+				fe(7, "routes[0].retry.backoff", "expected a duration such as 5s, got a list"),
+				fe(13, "upstreams.a.targets[0].weight", "expected an integer, got a string"),
+				fe(15, "upstreams.a.balance.policy", "expected a string, got a list"),
+				fe(17, "upstreams.a.balance.hash_load_factor", "expected a number, got a string"),
+				fe(21, "upstreams.a.health.active.interval", `invalid duration "often": write a number and a unit (ns, us, ms, s, m, h), e.g. 5s or 1m30s`),
+				fe(24, "upstreams.a.health.passive.base_ejection", "missing unit, e.g. 5s"),
+				fe(27, "upstreams.a.limits.max_concurrent", "expected an integer, got a string"),
 			},
 		},
 	}
@@ -622,5 +914,107 @@ func TestParseLimitsAliasExpansion(t *testing.T) {
 	want := &Errors{{File: "bomb.yaml", Line: 249, Reason: "aliases expand the document more than 10-fold"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Parse errors mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestHashKey(t *testing.T) {
+	tests := []struct {
+		name     string
+		hashOn   string
+		wantKind string
+		wantName string
+	}{
+		{name: "header is canonical", hashOn: "header:x-user-id", wantKind: "header", wantName: "X-User-Id"},
+		{name: "canonical header kept", hashOn: "header:X-Tenant", wantKind: "header", wantName: "X-Tenant"},
+		{name: "cookie kept as written", hashOn: "cookie:session_ID", wantKind: "cookie", wantName: "session_ID"},
+		{name: "cookie with token symbols", hashOn: "cookie:__Host-id!", wantKind: "cookie", wantName: "__Host-id!"},
+		{name: "empty"},
+		{name: "unknown kind", hashOn: "query:user"},
+		{name: "upper-case kind", hashOn: "Header:X-User"},
+		{name: "missing name", hashOn: "header:"},
+		{name: "no colon", hashOn: "X-User"},
+		{name: "space in name", hashOn: "header: X-User"},
+		{name: "separator in name", hashOn: "cookie:a=b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kind, name := Balance{Policy: PolicyConsistentHash, HashOn: tt.hashOn}.HashKey()
+			if kind != tt.wantKind || name != tt.wantName {
+				t.Errorf("HashKey(%q) = %q, %q; want %q, %q", tt.hashOn, kind, name, tt.wantKind, tt.wantName)
+			}
+			if valid := hashOnProblem(tt.hashOn) == ""; valid != (tt.wantKind != "") {
+				t.Errorf("hashOnProblem(%q) valid = %v, HashKey kind %q", tt.hashOn, valid, kind)
+			}
+		})
+	}
+}
+
+func TestExpectRange(t *testing.T) {
+	tests := []struct {
+		name   string
+		expect string
+		lo, hi int // 0, 0: invalid
+	}{
+		{name: "default", expect: "200-399", lo: 200, hi: 399},
+		{name: "single status", expect: "204", lo: 204, hi: 204},
+		{name: "widest", expect: "100-599", lo: 100, hi: 599},
+		{name: "equal bounds", expect: "503-503", lo: 503, hi: 503},
+		{name: "empty"},
+		{name: "class", expect: "2xx"},
+		{name: "reversed", expect: "399-200"},
+		{name: "below 100", expect: "099"},
+		{name: "above 599", expect: "200-600"},
+		{name: "two digits", expect: "20-399"},
+		{name: "four digits", expect: "0200"},
+		{name: "spaces", expect: "200 - 399"},
+		{name: "sign", expect: "+200"},
+		{name: "open range", expect: "200-"},
+		{name: "three parts", expect: "200-300-400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lo, hi := (&ActiveHealth{Expect: tt.expect}).ExpectRange()
+			if lo != tt.lo || hi != tt.hi {
+				t.Errorf("ExpectRange(%q) = %d, %d; want %d, %d", tt.expect, lo, hi, tt.lo, tt.hi)
+			}
+			if valid := expectProblem(tt.expect) == ""; valid != (tt.lo != 0) {
+				t.Errorf("expectProblem(%q) valid = %v, want %v", tt.expect, valid, tt.lo != 0)
+			}
+		})
+	}
+}
+
+func TestProbeHostProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		host string
+		want bool // valid
+	}{
+		{name: "name", host: "api.internal", want: true},
+		{name: "name and port", host: "api.internal:8080", want: true},
+		{name: "IPv4", host: "10.0.0.1", want: true},
+		{name: "IPv4 and port", host: "10.0.0.1:80", want: true},
+		{name: "IPv6 in brackets", host: "[2001:db8::1]", want: true},
+		{name: "IPv6 in brackets and port", host: "[::1]:8080", want: true},
+		{name: "bare IPv6", host: "2001:db8::1"},
+		{name: "IPv4 in brackets", host: "[10.0.0.1]:80"},
+		{name: "zone", host: "[fe80::1%eth0]"},
+		{name: "empty port", host: "api:"},
+		{name: "port 0", host: "api:0"},
+		{name: "port range", host: "api:65536"},
+		{name: "named port", host: "api:http"},
+		{name: "space", host: "a pi"},
+		{name: "scheme", host: "http://api"},
+		{name: "path", host: "api/x"},
+		{name: "unclosed bracket", host: "[::1"},
+		{name: "bad IPv4", host: "10.0.0.256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			why := probeHostProblem(tt.host)
+			if (why == "") != tt.want {
+				t.Errorf("probeHostProblem(%q) = %q, want valid %v", tt.host, why, tt.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,12 +41,13 @@ func Load(path string) (*Config, error) {
 // Decoding is strict: the data must hold exactly one YAML document whose
 // top level is a mapping; unknown keys, duplicate keys, merge keys (<<) and
 // values of the wrong type are errors. Strings may be written as any plain
-// scalar (listen: 8080 reads as "8080"), but booleans, integers, durations
-// and sizes must be written as such. A key written without a value (or
-// with null or ~) is absent, as in [yaml.Unmarshal]: "admin:" alone leaves
-// the admin listener off, so write "strict: {}" to enable strict mode with
-// its defaults. Anchors and aliases are followed, up to a tenfold
-// expansion of the document.
+// scalar (listen: 8080 reads as "8080"), but booleans, integers, numbers,
+// durations and sizes must be written as such (a number may be written as
+// an integer, hash_load_factor: 2; .nan and .inf are rejected). A key
+// written without a value (or with null or ~) is absent, as in
+// [yaml.Unmarshal]: "admin:" alone leaves the admin listener off, so write
+// "strict: {}" to enable strict mode with its defaults. Anchors and
+// aliases are followed, up to a tenfold expansion of the document.
 //
 // On failure, Parse returns a nil *Config and an *[Errors] holding every
 // problem found, sorted by line.
@@ -281,6 +283,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
+			d.fail(line, path, "expected a number, got %s", describe(n))
+			return
+		}
+		if n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.fail(line, path, "expected a finite number, got %s", n.Value)
+			return
+		}
+		v.SetFloat(f)
 	default:
 		d.fail(line, path, "unsupported field type %s", v.Type())
 	}

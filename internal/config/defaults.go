@@ -19,20 +19,63 @@ const (
 	DefaultPoolIdle          = Duration(4 * time.Second)
 	DefaultResponseHeadLimit = Size(64 << 10) // 64KiB
 	DefaultMaxIdlePerTarget  = 64
+
+	DefaultWeight                  = 1
+	DefaultPolicy                  = PolicyRoundRobin
+	DefaultHashLoadFactor          = 1.25
+	DefaultActiveInterval          = Duration(5 * time.Second)
+	DefaultActiveTimeout           = Duration(2 * time.Second)
+	DefaultActiveExpect            = "200-399"
+	DefaultHealthyThreshold        = 2
+	DefaultUnhealthyThreshold      = 3
+	DefaultConsecutiveFailures     = 5
+	DefaultBaseEjection            = Duration(10 * time.Second)
+	DefaultMaxEjection             = Duration(5 * time.Minute)
+	DefaultMaxEjectedPercent       = 50
+	DefaultPendingTimeout          = Duration(time.Second)
+	DefaultRetryAttempts           = 2
+	DefaultRetryBackoff            = Duration(25 * time.Millisecond)
+	DefaultRetryMaxBackoff         = Duration(250 * time.Millisecond)
+	DefaultRetryBodyBuffer         = Size(64 << 10) // 64KiB
+	DefaultRetryBudgetRatio        = 0.2
+	DefaultRetryBudgetMinPerSecond = 3
 )
 
 // ApplyDefaults sets every field left at its zero value to its default:
 //
-//	listen                          127.0.0.1:8080
-//	log.level                       info
-//	routes[].strict.buffer          1MiB   (only when strict is present)
-//	routes[].strict.validate        none   (only when strict is present)
-//	upstreams.*.timeouts.connect          2s
-//	upstreams.*.timeouts.response_header  30s
-//	upstreams.*.timeouts.idle             60s
-//	upstreams.*.timeouts.pool_idle        4s
-//	upstreams.*.response_head_limit       64KiB
-//	upstreams.*.max_idle_per_target       64
+//	listen                                           127.0.0.1:8080
+//	log.level                                        info
+//	routes[].strict.buffer                           1MiB (only when strict is present)
+//	routes[].strict.validate                         none (only when strict is present)
+//	routes[].retry.attempts                          2
+//	routes[].retry.backoff                           25ms
+//	routes[].retry.max_backoff                       250ms
+//	routes[].retry.body_buffer                       64KiB
+//	routes[].retry.budget_ratio                      0.2
+//	routes[].retry.budget_min_per_second             3
+//	upstreams.*.targets[].weight                     1
+//	upstreams.*.timeouts.connect                     2s
+//	upstreams.*.timeouts.response_header             30s
+//	upstreams.*.timeouts.idle                        60s
+//	upstreams.*.timeouts.pool_idle                   4s
+//	upstreams.*.response_head_limit                  64KiB
+//	upstreams.*.max_idle_per_target                  64
+//	upstreams.*.balance.policy                       round_robin
+//	upstreams.*.balance.hash_load_factor             1.25 (only for consistent_hash)
+//	upstreams.*.health.active.interval               5s (active.*: only when active is present)
+//	upstreams.*.health.active.timeout                2s
+//	upstreams.*.health.active.expect                 200-399
+//	upstreams.*.health.active.healthy_threshold      2
+//	upstreams.*.health.active.unhealthy_threshold    3
+//	upstreams.*.health.passive.consecutive_failures  5
+//	upstreams.*.health.passive.base_ejection         10s
+//	upstreams.*.health.passive.max_ejection          5m
+//	upstreams.*.health.passive.max_ejected_percent   50
+//	upstreams.*.limits.pending_timeout               1s
+//
+// routes[].retry.per_try_timeout and routes[].retry.timeout have no
+// default: 0 means the upstream's timeouts.response_header and no overall
+// limit.
 //
 // [Parse] applies the same defaults but only to keys absent from the file
 // (or written without a value): a value written explicitly is kept and
@@ -55,14 +98,32 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 	}
 	for i := range c.Routes {
 		s, p := c.Routes[i].Strict, index("routes", i)+".strict"
-		if s == nil {
-			continue
+		if s != nil {
+			if unset(p+".buffer", s.Buffer == 0) {
+				s.Buffer = DefaultStrictBuffer
+			}
+			if unset(p+".validate", s.Validate == "") {
+				s.Validate = DefaultStrictValidate
+			}
 		}
-		if unset(p+".buffer", s.Buffer == 0) {
-			s.Buffer = DefaultStrictBuffer
+		r, rp := &c.Routes[i].Retry, index("routes", i)+".retry"
+		if unset(rp+".attempts", r.Attempts == 0) {
+			r.Attempts = DefaultRetryAttempts
 		}
-		if unset(p+".validate", s.Validate == "") {
-			s.Validate = DefaultStrictValidate
+		if unset(rp+".backoff", r.Backoff == 0) {
+			r.Backoff = DefaultRetryBackoff
+		}
+		if unset(rp+".max_backoff", r.MaxBackoff == 0) {
+			r.MaxBackoff = DefaultRetryMaxBackoff
+		}
+		if unset(rp+".body_buffer", r.BodyBuffer == 0) {
+			r.BodyBuffer = DefaultRetryBodyBuffer
+		}
+		if unset(rp+".budget_ratio", r.BudgetRatio == 0) {
+			r.BudgetRatio = DefaultRetryBudgetRatio
+		}
+		if unset(rp+".budget_min_per_second", r.BudgetMinPerSecond == 0) {
+			r.BudgetMinPerSecond = DefaultRetryBudgetMinPerSecond
 		}
 	}
 	for name, u := range c.Upstreams {
@@ -90,6 +151,51 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 		}
 		if unset(p+".max_idle_per_target", u.MaxIdlePerTarget == 0) {
 			u.MaxIdlePerTarget = DefaultMaxIdlePerTarget
+		}
+		for j := range u.Targets {
+			if unset(index(p+".targets", j)+".weight", u.Targets[j].Weight == 0) {
+				u.Targets[j].Weight = DefaultWeight
+			}
+		}
+		b := &u.Balance
+		if unset(p+".balance.policy", b.Policy == "") {
+			b.Policy = DefaultPolicy
+		}
+		if b.Policy == PolicyConsistentHash && unset(p+".balance.hash_load_factor", b.HashLoadFactor == 0) {
+			b.HashLoadFactor = DefaultHashLoadFactor
+		}
+		if a, ap := u.Health.Active, p+".health.active"; a != nil {
+			if unset(ap+".interval", a.Interval == 0) {
+				a.Interval = DefaultActiveInterval
+			}
+			if unset(ap+".timeout", a.Timeout == 0) {
+				a.Timeout = DefaultActiveTimeout
+			}
+			if unset(ap+".expect", a.Expect == "") {
+				a.Expect = DefaultActiveExpect
+			}
+			if unset(ap+".healthy_threshold", a.HealthyThreshold == 0) {
+				a.HealthyThreshold = DefaultHealthyThreshold
+			}
+			if unset(ap+".unhealthy_threshold", a.UnhealthyThreshold == 0) {
+				a.UnhealthyThreshold = DefaultUnhealthyThreshold
+			}
+		}
+		ps, pp := &u.Health.Passive, p+".health.passive"
+		if unset(pp+".consecutive_failures", ps.ConsecutiveFailures == 0) {
+			ps.ConsecutiveFailures = DefaultConsecutiveFailures
+		}
+		if unset(pp+".base_ejection", ps.BaseEjection == 0) {
+			ps.BaseEjection = DefaultBaseEjection
+		}
+		if unset(pp+".max_ejection", ps.MaxEjection == 0) {
+			ps.MaxEjection = DefaultMaxEjection
+		}
+		if unset(pp+".max_ejected_percent", ps.MaxEjectedPercent == 0) {
+			ps.MaxEjectedPercent = DefaultMaxEjectedPercent
+		}
+		if unset(p+".limits.pending_timeout", u.Limits.PendingTimeout == 0) {
+			u.Limits.PendingTimeout = DefaultPendingTimeout
 		}
 	}
 }

@@ -6,7 +6,10 @@
 // stable.
 package config
 
-import "time"
+import (
+	"net/textproto"
+	"time"
+)
 
 // Config is one candor configuration file, decoded, defaulted and validated.
 type Config struct {
@@ -295,11 +298,14 @@ type Retry struct {
 	// 10. 1 turns retries off. Default: 2.
 	Attempts int `yaml:"attempts"`
 	// PerTryTimeout bounds one attempt's wait for the response head.
-	// Default: the upstream's timeouts.response_header.
-	PerTryTimeout Duration `yaml:"per_try_timeout"`
+	// Default: the upstream's timeouts.response_header. 0 in a [Config]
+	// means the default; the file leaves the key out (durations in the file
+	// are greater than 0).
+	PerTryTimeout Duration `yaml:"per_try_timeout,omitempty"`
 	// Timeout bounds all attempts of a request together, back-off
-	// included. Default: none.
-	Timeout Duration `yaml:"timeout"`
+	// included. Default: none (0 in a [Config]; the file leaves the key
+	// out).
+	Timeout Duration `yaml:"timeout,omitempty"`
 	// Backoff is the base of the jittered exponential back-off between
 	// attempts. Default: 25ms.
 	Backoff Duration `yaml:"backoff"`
@@ -318,4 +324,33 @@ type Retry struct {
 	// BudgetMinPerSecond is a floor of retries per second allowed
 	// whatever the ratio. Default: 3.
 	BudgetMinPerSecond int `yaml:"budget_min_per_second"`
+}
+
+// HashKey returns the request key of [PolicyConsistentHash] named by
+// HashOn: ("header", NAME) with NAME in canonical form ("x-user-id"
+// becomes "X-User-Id"), or ("cookie", NAME) with NAME as written (cookie
+// names are case-sensitive). It returns ("", "") when HashOn is empty or
+// invalid; [Config.Validate] rejects an invalid HashOn.
+func (b Balance) HashKey() (kind, name string) {
+	kind, name, ok := splitHashOn(b.HashOn)
+	if !ok {
+		return "", ""
+	}
+	if kind == "header" {
+		name = textproto.CanonicalMIMEHeaderKey(name)
+	}
+	return kind, name
+}
+
+// ExpectRange returns the range of statuses that count as healthy, lo to
+// hi inclusive, from Expect: "200-399" gives 200, 399 and "204" gives 204,
+// 204. After [Parse] (or a nil [Config.Validate]) 100 <= lo <= hi <= 599;
+// for an Expect that is empty or invalid it returns 0, 0, which no status
+// matches.
+func (a *ActiveHealth) ExpectRange() (lo, hi int) {
+	lo, hi, ok := parseExpect(a.Expect)
+	if !ok {
+		return 0, 0
+	}
+	return lo, hi
 }

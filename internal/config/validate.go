@@ -28,6 +28,20 @@ const (
 	maxNameLen          = 64
 	maxHostnameLen      = 253
 	maxHostnameLabelLen = 63
+
+	maxWeight              = 1000
+	minHashLoadFactor      = 1
+	maxHashLoadFactor      = 10
+	minActiveInterval      = Duration(100 * time.Millisecond)
+	maxActiveInterval      = Duration(time.Hour)
+	maxThreshold           = 100
+	maxConsecutiveFailures = 1000
+	maxEjection            = Duration(24 * time.Hour)
+	maxPendingTimeout      = Duration(time.Minute)
+	maxRetryAttempts       = 10
+	maxRetryBackoff        = Duration(time.Minute)
+	maxRetryBodyBuffer     = Size(64 << 20) // 64MiB
+	maxBudgetMinPerSecond  = 10000
 )
 
 // Upstream returns the upstream called name, or nil.
@@ -61,6 +75,28 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 //   - Timeouts are greater than 0; idle and pool_idle are at most 24h.
 //   - response_head_limit is 1KiB to 1MiB; max_idle_per_target is 0 to
 //     100000.
+//   - A target's weight is 1 to 1000.
+//   - balance.policy is round_robin, least_request or consistent_hash.
+//     balance.hash_on is required for consistent_hash and not allowed
+//     otherwise: header:NAME or cookie:NAME, NAME a token (RFC 9110).
+//     balance.hash_load_factor is 1 to 10, and only for consistent_hash.
+//   - health.active.path is required, begins with "/" and has no
+//     whitespace, control character, non-ASCII character or '#';
+//     health.active.host is host[:port] (IPv6 in brackets). interval is
+//     100ms to 1h; timeout is greater than 0 and less than interval;
+//     expect is "NNN" or "NNN-NNN", 100 <= lo <= hi <= 599; the thresholds
+//     are 1 to 100.
+//   - health.passive.consecutive_failures is 0 to 1000; base_ejection is
+//     greater than 0; max_ejection is base_ejection to 24h;
+//     max_ejected_percent is 0 to 100.
+//   - limits.max_concurrent, max_pending and target_max_concurrent are 0
+//     or more; max_pending requires max_concurrent; pending_timeout is
+//     greater than 0 and at most 1m.
+//   - retry.attempts is 1 to 10. per_try_timeout and timeout are 0 (the
+//     default) or more; when both are set, timeout is greater than
+//     per_try_timeout. backoff is greater than 0; max_backoff is backoff
+//     to 1m. on_status lists distinct 5xx statuses. body_buffer is 0 to
+//     64MiB; budget_ratio is 0 to 1; budget_min_per_second is 0 to 10000.
 func (c *Config) Validate() error {
 	v := validator{file: c.File}
 	v.config(c)
@@ -95,6 +131,12 @@ func (v *validator) fail(path string, line int, format string, args ...any) {
 		return
 	}
 	v.errs.add(v.file, v.line(path, line), path, fmt.Sprintf(format, args...))
+}
+
+// broke reports whether the decoder reported a problem with the field at
+// path (or a parent); its value is then not a basis for checking others.
+func (v *validator) broke(path string) bool {
+	return v.broken != nil && v.broken(path)
 }
 
 func (v *validator) config(c *Config) {
@@ -173,6 +215,59 @@ func (v *validator) route(c *Config, i int, names map[string]int) {
 			v.fail(sp+".buffer", v.line(sp, r.Line), "must be between 1 byte and 1GiB, got %s", s.Buffer)
 		}
 	}
+	v.retry(&r.Retry, p+".retry", r.Line)
+}
+
+// retry checks the retry settings at path rp of a route at line.
+func (v *validator) retry(rt *Retry, rp string, line int) {
+	at := v.line(rp, line)
+	if n := rt.Attempts; n < 1 || n > maxRetryAttempts {
+		v.fail(rp+".attempts", at, "must be between 1 and %d (1 turns retries off), got %d", maxRetryAttempts, n)
+	}
+	if rt.PerTryTimeout < 0 {
+		v.fail(rp+".per_try_timeout", at, "must not be negative, got %s", rt.PerTryTimeout)
+	}
+	switch {
+	case rt.Timeout < 0:
+		v.fail(rp+".timeout", at, "must not be negative, got %s", rt.Timeout)
+	case rt.Timeout > 0 && rt.PerTryTimeout > 0 && rt.Timeout <= rt.PerTryTimeout:
+		v.fail(rp+".timeout", at, "must be greater than per_try_timeout (%s), got %s", rt.PerTryTimeout, rt.Timeout)
+	}
+	backoff := rt.Backoff > 0
+	if !backoff {
+		v.fail(rp+".backoff", at, "must be greater than 0, got %s", rt.Backoff)
+	}
+	switch mb := rt.MaxBackoff; {
+	case mb <= 0:
+		v.fail(rp+".max_backoff", at, "must be greater than 0, got %s", mb)
+	case mb > maxRetryBackoff:
+		v.fail(rp+".max_backoff", at, "must be at most 1m, got %s", mb)
+	case backoff && mb < rt.Backoff:
+		v.fail(rp+".max_backoff", at, "must be at least backoff (%s), got %s", rt.Backoff, mb)
+	}
+	seen := map[int]int{}
+	for i, status := range rt.OnStatus {
+		sp := index(rp+".on_status", i)
+		switch first, dup := seen[status]; {
+		case status >= 400 && status <= 499:
+			v.fail(sp, v.line(rp+".on_status", at), "%d is not retried: only 5xx statuses (500-599) are; a 4xx answers the request itself and would fail again on another target", status)
+		case status < 500 || status > 599:
+			v.fail(sp, v.line(rp+".on_status", at), "must be a 5xx status (500-599), got %d", status)
+		case dup:
+			v.fail(sp, v.line(rp+".on_status", at), "duplicate status %d (same as %s)", status, index(rp+".on_status", first))
+		default:
+			seen[status] = i
+		}
+	}
+	if b := rt.BodyBuffer; b < 0 || b > maxRetryBodyBuffer {
+		v.fail(rp+".body_buffer", at, "must be between 0 and %s, got %s", maxRetryBodyBuffer, b)
+	}
+	if r := rt.BudgetRatio; !(r >= 0 && r <= 1) {
+		v.fail(rp+".budget_ratio", at, "must be between 0 and 1, got %g", r)
+	}
+	if m := rt.BudgetMinPerSecond; m < 0 || m > maxBudgetMinPerSecond {
+		v.fail(rp+".budget_min_per_second", at, "must be between 0 and %d, got %d", maxBudgetMinPerSecond, m)
+	}
 }
 
 // upstream checks the upstream called name.
@@ -188,6 +283,9 @@ func (v *validator) upstream(name string, u *Upstream) {
 	https := false
 	seen := map[string]int{}
 	for j, t := range u.Targets {
+		if w := t.Weight; w < 1 || w > maxWeight {
+			v.fail(index(p+".targets", j)+".weight", v.line(index(p+".targets", j), t.Line), "must be between 1 and %d, got %d", maxWeight, w)
+		}
 		tp := index(p+".targets", j) + ".url"
 		key, scheme, why := targetProblem(t.URL)
 		if why != "" {
@@ -243,6 +341,136 @@ func (v *validator) upstream(name string, u *Upstream) {
 	}
 	if m := u.MaxIdlePerTarget; m < 0 || m > maxIdlePerTarget {
 		v.fail(p+".max_idle_per_target", u.Line, "must be between 0 and %d, got %d", maxIdlePerTarget, m)
+	}
+	v.balance(&u.Balance, p+".balance", u.Line)
+	if a := u.Health.Active; a != nil {
+		v.active(a, p+".health.active", v.line(p+".health", u.Line))
+	}
+	v.passive(&u.Health.Passive, p+".health.passive", v.line(p+".health", u.Line))
+	v.limits(&u.Limits, p+".limits", u.Line)
+}
+
+// balance checks the balancing settings at path bp of an upstream at line.
+func (v *validator) balance(b *Balance, bp string, line int) {
+	at := v.line(bp, line)
+	hash := b.Policy == PolicyConsistentHash
+	// known: the policy is valid, so keys that do not apply to it are
+	// reported as such.
+	known := false
+	switch b.Policy {
+	case PolicyRoundRobin, PolicyLeastRequest, PolicyConsistentHash:
+		known = !v.broke(bp + ".policy")
+	default:
+		v.fail(bp+".policy", at, "must be round_robin, least_request or consistent_hash, got %q", b.Policy)
+	}
+	switch {
+	case b.HashOn == "" && hash:
+		v.fail(bp+".hash_on", at, "required for policy consistent_hash: write header:NAME or cookie:NAME")
+	case b.HashOn == "":
+	case known && !hash:
+		v.fail(bp+".hash_on", at, "only used by policy consistent_hash, not %s", b.Policy)
+	default:
+		if why := hashOnProblem(b.HashOn); why != "" {
+			v.fail(bp+".hash_on", at, "%s", why)
+		}
+	}
+	if f := b.HashLoadFactor; f != 0 || hash {
+		switch {
+		case known && !hash:
+			v.fail(bp+".hash_load_factor", at, "only used by policy consistent_hash, not %s", b.Policy)
+		case !(f >= minHashLoadFactor && f <= maxHashLoadFactor):
+			v.fail(bp+".hash_load_factor", at, "must be between %d and %d, got %g", minHashLoadFactor, maxHashLoadFactor, f)
+		}
+	}
+}
+
+// active checks the active health check at path ap, whose parent is at
+// line.
+func (v *validator) active(a *ActiveHealth, ap string, line int) {
+	at := v.line(ap, line)
+	if a.Path == "" {
+		v.fail(ap+".path", at, "required when active is present, e.g. /healthz")
+	} else if why := probePathProblem(a.Path); why != "" {
+		v.fail(ap+".path", at, "%s", why)
+	}
+	if a.Host != "" {
+		if why := probeHostProblem(a.Host); why != "" {
+			v.fail(ap+".host", at, "%s", why)
+		}
+	}
+	interval := a.Interval >= minActiveInterval && a.Interval <= maxActiveInterval
+	if !interval {
+		v.fail(ap+".interval", at, "must be between 100ms and 1h, got %s", a.Interval)
+	}
+	switch {
+	case a.Timeout <= 0:
+		v.fail(ap+".timeout", at, "must be greater than 0, got %s", a.Timeout)
+	case interval && !v.broke(ap+".interval") && a.Timeout >= a.Interval:
+		v.fail(ap+".timeout", at, "must be less than interval (%s), got %s", a.Interval, a.Timeout)
+	}
+	if why := expectProblem(a.Expect); why != "" {
+		v.fail(ap+".expect", at, "%s", why)
+	}
+	for _, t := range []struct {
+		key string
+		val int
+	}{
+		{"healthy_threshold", a.HealthyThreshold},
+		{"unhealthy_threshold", a.UnhealthyThreshold},
+	} {
+		if t.val < 1 || t.val > maxThreshold {
+			v.fail(ap+"."+t.key, at, "must be between 1 and %d, got %d", maxThreshold, t.val)
+		}
+	}
+}
+
+// passive checks the passive health settings at path pp, whose parent is
+// at line.
+func (v *validator) passive(ps *PassiveHealth, pp string, line int) {
+	at := v.line(pp, line)
+	if n := ps.ConsecutiveFailures; n < 0 || n > maxConsecutiveFailures {
+		v.fail(pp+".consecutive_failures", at, "must be between 0 (off) and %d, got %d", maxConsecutiveFailures, n)
+	}
+	base := ps.BaseEjection > 0 && !v.broke(pp+".base_ejection")
+	if ps.BaseEjection <= 0 {
+		v.fail(pp+".base_ejection", at, "must be greater than 0, got %s", ps.BaseEjection)
+	}
+	switch m := ps.MaxEjection; {
+	case m <= 0:
+		v.fail(pp+".max_ejection", at, "must be greater than 0, got %s", m)
+	case m > maxEjection:
+		v.fail(pp+".max_ejection", at, "must be at most 24h, got %s", m)
+	case base && m < ps.BaseEjection:
+		v.fail(pp+".max_ejection", at, "must be at least base_ejection (%s), got %s", ps.BaseEjection, m)
+	}
+	if n := ps.MaxEjectedPercent; n < 0 || n > 100 {
+		v.fail(pp+".max_ejected_percent", at, "must be between 0 and 100, got %d", n)
+	}
+}
+
+// limits checks the concurrency limits at path lp of an upstream at line.
+func (v *validator) limits(l *Limits, lp string, line int) {
+	at := v.line(lp, line)
+	for _, n := range []struct {
+		key string
+		val int
+	}{
+		{"max_concurrent", l.MaxConcurrent},
+		{"max_pending", l.MaxPending},
+		{"target_max_concurrent", l.TargetMaxConcurrent},
+	} {
+		if n.val < 0 {
+			v.fail(lp+"."+n.key, at, "must not be negative (0 means no limit), got %d", n.val)
+		}
+	}
+	if l.MaxPending > 0 && l.MaxConcurrent == 0 && !v.broke(lp+".max_concurrent") {
+		v.fail(lp+".max_pending", at, "requires max_concurrent: requests wait only for a concurrency limit")
+	}
+	switch d := l.PendingTimeout; {
+	case d <= 0:
+		v.fail(lp+".pending_timeout", at, "must be greater than 0, got %s", d)
+	case d > maxPendingTimeout:
+		v.fail(lp+".pending_timeout", at, "must be at most 1m, got %s", d)
 	}
 }
 
@@ -474,4 +702,141 @@ func pathReason(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// splitHashOn splits "header:NAME" or "cookie:NAME", NAME a token; ok is
+// false for any other form.
+func splitHashOn(s string) (kind, name string, ok bool) {
+	kind, name, _ = strings.Cut(s, ":")
+	if (kind != "header" && kind != "cookie") || !validToken(name) {
+		return "", "", false
+	}
+	return kind, name, true
+}
+
+// parseExpect parses "NNN" or "NNN-NNN", each a three-digit status
+// between 100 and 599 with lo <= hi.
+func parseExpect(s string) (lo, hi int, ok bool) {
+	status := func(s string) (int, bool) {
+		if len(s) != 3 || strings.Trim(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.Atoi(s)
+		return n, err == nil && n >= 100 && n <= 599
+	}
+	first, second, ranged := strings.Cut(s, "-")
+	lo, ok1 := status(first)
+	hi, ok2 := lo, true
+	if ranged {
+		hi, ok2 = status(second)
+	}
+	if !ok1 || !ok2 || lo > hi {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
+// validToken reports whether s is an RFC 9110 token (header field names;
+// RFC 6265 cookie names are tokens too): one or more of the visible ASCII
+// characters other than separators.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hashOnProblem checks balance.hash_on: header:NAME or cookie:NAME, NAME a
+// token.
+func hashOnProblem(s string) string {
+	kind, name, found := strings.Cut(s, ":")
+	switch {
+	case !found || (kind != "header" && kind != "cookie"):
+		return fmt.Sprintf("must be header:NAME or cookie:NAME, got %q", s)
+	case name == "":
+		return fmt.Sprintf("missing the %s name after %q", kind, kind+":")
+	case !validToken(name):
+		return fmt.Sprintf("%q is not a valid %s name: use letters, digits and !#$%%&'*+-.^_`|~", name, kind)
+	}
+	return ""
+}
+
+// expectProblem checks health.active.expect as [parseExpect] reads it,
+// saying what is wrong.
+func expectProblem(s string) string {
+	if _, _, ok := parseExpect(s); ok {
+		return ""
+	}
+	lo, hi, ranged := strings.Cut(s, "-")
+	if !ranged {
+		hi = lo
+	}
+	digits := func(s string) bool { return len(s) == 3 && strings.Trim(s, "0123456789") == "" }
+	if !digits(lo) || !digits(hi) {
+		return fmt.Sprintf("must be a status such as \"204\" or a range such as \"200-399\", got %q", s)
+	}
+	if lo < "100" || lo > "599" || hi < "100" || hi > "599" {
+		return fmt.Sprintf("statuses must be between 100 and 599, got %q", s)
+	}
+	return fmt.Sprintf("range %q is reversed: write the lower status first", s)
+}
+
+// probePathProblem checks health.active.path, a request-target: it begins
+// with "/" and holds only visible ASCII characters other than '#' (a
+// query is allowed).
+func probePathProblem(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return fmt.Sprintf("must begin with \"/\", got %q", s)
+	}
+	for _, r := range s {
+		switch {
+		case r == '#':
+			return fmt.Sprintf("must not contain '#', got %q", s)
+		case unicode.IsSpace(r):
+			return fmt.Sprintf("must not contain spaces, got %q", s)
+		case unicode.IsControl(r) || r == unicode.ReplacementChar:
+			return fmt.Sprintf("must not contain control characters or invalid UTF-8, got %q", s)
+		case r > '~':
+			return fmt.Sprintf("must be ASCII (percent-encode other characters), got %q", s)
+		}
+	}
+	return ""
+}
+
+// probeHostProblem checks health.active.host, a Host header value:
+// host[:port], the host a host name, an IPv4 address or an IPv6 address in
+// brackets, the port 1-65535.
+func probeHostProblem(s string) string {
+	const form = "write host or host:port (an IPv6 address in brackets: [::1]:8080)"
+	host := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.HasSuffix(s, "]") {
+		_, port, why := splitHostPort(s)
+		if why != "" {
+			return why + "; " + form
+		}
+		if why := portProblem(port, 1); why != "" {
+			return why
+		}
+		host = s[:i]
+	}
+	if inner, ok := strings.CutPrefix(host, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		if a, err := netip.ParseAddr(inner); !ok || err != nil || !a.Is6() || a.Zone() != "" {
+			return fmt.Sprintf("%q is not an IPv6 address in brackets; %s", host, form)
+		}
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+		return fmt.Sprintf("host %q is not a valid host name or IP address; %s", host, form)
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,6 +51,42 @@ func TestApplyDefaults(t *testing.T) {
 				}
 				u.ResponseHeadLimit = 64 << 10
 				u.MaxIdlePerTarget = 64
+				c.Routes[0].Retry = retryDefaults()
+				u.Targets[0].Weight = 1
+				u.Balance = roundRobin
+				u.Health.Passive = passiveDefaults()
+				u.Limits = limitsDefaults()
+			},
+		},
+		{
+			name: "active checks and consistent_hash get defaults when present",
+			modify: func(c *Config) {
+				u := c.Upstreams["api"]
+				u.Balance = Balance{Policy: PolicyConsistentHash, HashOn: "header:X-User"}
+				u.Health.Active = &ActiveHealth{Path: "/healthz"}
+			},
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:8080"
+				c.Log.Level = "info"
+				c.Routes[0].Retry = retryDefaults()
+				u := c.Upstreams["api"]
+				u.Timeouts = timeouts()
+				u.ResponseHeadLimit = 64 << 10
+				u.MaxIdlePerTarget = 64
+				u.Targets[0].Weight = 1
+				u.Balance.HashLoadFactor = 1.25
+				u.Health = Health{
+					Active: &ActiveHealth{
+						Path:               "/healthz",
+						Interval:           Duration(5 * time.Second),
+						Timeout:            Duration(2 * time.Second),
+						Expect:             "200-399",
+						HealthyThreshold:   2,
+						UnhealthyThreshold: 3,
+					},
+					Passive: passiveDefaults(),
+				}
+				u.Limits = limitsDefaults()
 			},
 		},
 		{
@@ -62,6 +99,17 @@ func TestApplyDefaults(t *testing.T) {
 				u.Timeouts = Timeouts{Connect: 1, ResponseHeader: 2, Idle: 3, PoolIdle: 4}
 				u.ResponseHeadLimit = 2048
 				u.MaxIdlePerTarget = 1
+				u.Targets[0].Weight = 7
+				u.Balance = Balance{Policy: PolicyLeastRequest}
+				u.Health = Health{
+					Active:  &ActiveHealth{Path: "/", Interval: 1, Timeout: 2, Expect: "204", HealthyThreshold: 3, UnhealthyThreshold: 4},
+					Passive: PassiveHealth{ConsecutiveFailures: 1, BaseEjection: 2, MaxEjection: 3, MaxEjectedPercent: 4, Count5xx: true},
+				}
+				u.Limits = Limits{MaxConcurrent: 1, MaxPending: 2, PendingTimeout: 3, TargetMaxConcurrent: 4}
+				c.Routes[0].Retry = Retry{
+					Attempts: 1, PerTryTimeout: 2, Timeout: 3, Backoff: 4, MaxBackoff: 5,
+					OnStatus: []int{503}, BodyBuffer: 6, BudgetRatio: 0.5, BudgetMinPerSecond: 7,
+				}
 			},
 			want: func(c *Config) {},
 		},
@@ -75,6 +123,11 @@ func TestApplyDefaults(t *testing.T) {
 				u.Timeouts = Timeouts{Connect: DefaultConnect, ResponseHeader: DefaultResponseHeader, Idle: DefaultIdle, PoolIdle: DefaultPoolIdle}
 				u.ResponseHeadLimit = 64 << 10
 				u.MaxIdlePerTarget = 64
+				c.Routes[0].Retry = retryDefaults()
+				u.Targets[0].Weight = 1
+				u.Balance = roundRobin
+				u.Health.Passive = passiveDefaults()
+				u.Limits = limitsDefaults()
 			},
 		},
 	}
@@ -118,7 +171,7 @@ func TestValidate(t *testing.T) {
 				c.Routes[0].Match = Match{Host: "a.example", PathPrefix: "/x/"}
 				c.Routes[0].Strict = &Strict{Buffer: 1 << 30, Validate: ValidateJSON}
 				u := api(c)
-				u.Targets = append(u.Targets, Target{URL: "https://[::1]:8443"})
+				u.Targets = append(u.Targets, Target{URL: "https://[::1]:8443", Weight: 1000})
 				u.TLS = &TLS{CAFile: ca, ServerName: "10.0.0.1"}
 				u.Resolver = "[::1]:53"
 				u.Timeouts.Idle = Duration(24 * time.Hour)
@@ -213,14 +266,14 @@ func TestValidate(t *testing.T) {
 			name: "target problems",
 			modify: func(c *Config) {
 				api(c).Targets = []Target{
-					{URL: "", Line: 9},
-					{URL: "http://a.example:", Line: 10},
-					{URL: "http:a.example", Line: 11},
-					{URL: "//a.example", Line: 12},
-					{URL: "http://a.example/?", Line: 13},
-					{URL: "http://256.1.1.1", Line: 14},
-					{URL: "https://a.example", Line: 15},
-					{URL: "HTTPS://A.EXAMPLE:443/", Line: 16},
+					target("", 9),
+					target("http://a.example:", 10),
+					target("http:a.example", 11),
+					target("//a.example", 12),
+					target("http://a.example/?", 13),
+					target("http://256.1.1.1", 14),
+					target("https://a.example", 15),
+					target("HTTPS://A.EXAMPLE:443/", 16),
 				}
 			},
 			want: &Errors{
@@ -231,6 +284,149 @@ func TestValidate(t *testing.T) {
 				fe(13, "upstreams.api.targets[4].url", "must not have a query"),
 				fe(14, "upstreams.api.targets[5].url", `host "256.1.1.1" is not a valid host name or IP address`),
 				fe(16, "upstreams.api.targets[7].url", "duplicate target (same as upstreams.api.targets[6])"),
+			},
+		},
+		{
+			name: "valid with every balancing, health, limit and retry key",
+			modify: func(c *Config) {
+				u := api(c)
+				u.Targets[0].Weight = 1000
+				u.Balance = Balance{Policy: PolicyConsistentHash, HashOn: "cookie:__Host-id", HashLoadFactor: 1}
+				u.Health = Health{
+					Active: &ActiveHealth{
+						Path: "/h?x=1", Host: "[::1]", Interval: Duration(time.Hour), Timeout: Duration(time.Hour - 1),
+						Expect: "599", HealthyThreshold: 100, UnhealthyThreshold: 1,
+					},
+					Passive: PassiveHealth{BaseEjection: Duration(24 * time.Hour), MaxEjection: Duration(24 * time.Hour), MaxEjectedPercent: 100},
+				}
+				u.Limits = Limits{MaxConcurrent: 1, MaxPending: 1 << 30, PendingTimeout: Duration(time.Minute)}
+				c.Routes[0].Retry = Retry{
+					Attempts: 10, PerTryTimeout: 1, Backoff: Duration(time.Minute), MaxBackoff: Duration(time.Minute),
+					OnStatus: []int{500, 599}, BodyBuffer: 64 << 20, BudgetRatio: 1, BudgetMinPerSecond: 10000,
+				}
+			},
+		},
+		{
+			name: "balancing, health, limits and retries not defaulted",
+			modify: func(c *Config) {
+				u := api(c)
+				u.Targets[0].Weight = 0
+				u.Balance = Balance{}
+				u.Health = Health{Active: &ActiveHealth{}}
+				u.Limits = Limits{}
+				c.Routes[0].Retry = Retry{}
+			},
+			want: &Errors{
+				fe(3, "routes[0].retry.attempts", "must be between 1 and 10 (1 turns retries off), got 0"),
+				fe(3, "routes[0].retry.backoff", "must be greater than 0, got 0s"),
+				fe(3, "routes[0].retry.max_backoff", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.balance.policy", `must be round_robin, least_request or consistent_hash, got ""`),
+				fe(7, "upstreams.api.health.active.path", "required when active is present, e.g. /healthz"),
+				fe(7, "upstreams.api.health.active.interval", "must be between 100ms and 1h, got 0s"),
+				fe(7, "upstreams.api.health.active.timeout", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.health.active.expect", `must be a status such as "204" or a range such as "200-399", got ""`),
+				fe(7, "upstreams.api.health.active.healthy_threshold", "must be between 1 and 100, got 0"),
+				fe(7, "upstreams.api.health.active.unhealthy_threshold", "must be between 1 and 100, got 0"),
+				fe(7, "upstreams.api.health.passive.base_ejection", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.health.passive.max_ejection", "must be greater than 0, got 0s"),
+				fe(7, "upstreams.api.limits.pending_timeout", "must be greater than 0, got 0s"),
+				fe(9, "upstreams.api.targets[0].weight", "must be between 1 and 1000, got 0"),
+			},
+		},
+		{
+			name: "balancing, health, limit and retry ranges",
+			modify: func(c *Config) {
+				u := api(c)
+				u.Targets[0].Weight = -1
+				u.Balance = Balance{Policy: PolicyConsistentHash, HashOn: "header:X-User", HashLoadFactor: math.NaN()}
+				u.Health = Health{
+					Active: &ActiveHealth{
+						Path: "/ü", Host: "[10.0.0.1]:80", Interval: Duration(time.Hour + 1), Timeout: -1,
+						Expect: "099-200", HealthyThreshold: 101, UnhealthyThreshold: -1,
+					},
+					Passive: PassiveHealth{ConsecutiveFailures: -1, BaseEjection: -1, MaxEjection: Duration(24*time.Hour + 1), MaxEjectedPercent: -1},
+				}
+				u.Limits = Limits{MaxConcurrent: -1, MaxPending: -1, PendingTimeout: Duration(time.Minute + 1), TargetMaxConcurrent: -1}
+				c.Routes[0].Retry = Retry{
+					Attempts: -1, PerTryTimeout: -1, Timeout: -1, Backoff: -1, MaxBackoff: Duration(time.Minute + 1),
+					OnStatus: []int{0, 404, 600}, BodyBuffer: -1, BudgetRatio: math.Inf(1), BudgetMinPerSecond: -1,
+				}
+			},
+			want: &Errors{
+				fe(3, "routes[0].retry.attempts", "must be between 1 and 10 (1 turns retries off), got -1"),
+				fe(3, "routes[0].retry.per_try_timeout", "must not be negative, got -1ns"),
+				fe(3, "routes[0].retry.timeout", "must not be negative, got -1ns"),
+				fe(3, "routes[0].retry.backoff", "must be greater than 0, got -1ns"),
+				fe(3, "routes[0].retry.max_backoff", "must be at most 1m, got 1m0.000000001s"),
+				fe(3, "routes[0].retry.on_status[0]", "must be a 5xx status (500-599), got 0"),
+				fe(3, "routes[0].retry.on_status[1]", "404 is not retried: only 5xx statuses (500-599) are; a 4xx answers the request itself and would fail again on another target"),
+				fe(3, "routes[0].retry.on_status[2]", "must be a 5xx status (500-599), got 600"),
+				fe(3, "routes[0].retry.body_buffer", "must be between 0 and 64MiB, got -1"),
+				fe(3, "routes[0].retry.budget_ratio", "must be between 0 and 1, got +Inf"),
+				fe(3, "routes[0].retry.budget_min_per_second", "must be between 0 and 10000, got -1"),
+				fe(7, "upstreams.api.balance.hash_load_factor", "must be between 1 and 10, got NaN"),
+				fe(7, "upstreams.api.health.active.path", `must be ASCII (percent-encode other characters), got "/ü"`),
+				fe(7, "upstreams.api.health.active.host", `"[10.0.0.1]" is not an IPv6 address in brackets; write host or host:port (an IPv6 address in brackets: [::1]:8080)`),
+				fe(7, "upstreams.api.health.active.interval", "must be between 100ms and 1h, got 1h0m0.000000001s"),
+				fe(7, "upstreams.api.health.active.timeout", "must be greater than 0, got -1ns"),
+				fe(7, "upstreams.api.health.active.expect", `statuses must be between 100 and 599, got "099-200"`),
+				fe(7, "upstreams.api.health.active.healthy_threshold", "must be between 1 and 100, got 101"),
+				fe(7, "upstreams.api.health.active.unhealthy_threshold", "must be between 1 and 100, got -1"),
+				fe(7, "upstreams.api.health.passive.consecutive_failures", "must be between 0 (off) and 1000, got -1"),
+				fe(7, "upstreams.api.health.passive.base_ejection", "must be greater than 0, got -1ns"),
+				fe(7, "upstreams.api.health.passive.max_ejection", "must be at most 24h, got 24h0m0.000000001s"),
+				fe(7, "upstreams.api.health.passive.max_ejected_percent", "must be between 0 and 100, got -1"),
+				fe(7, "upstreams.api.limits.max_concurrent", "must not be negative (0 means no limit), got -1"),
+				fe(7, "upstreams.api.limits.max_pending", "must not be negative (0 means no limit), got -1"),
+				fe(7, "upstreams.api.limits.target_max_concurrent", "must not be negative (0 means no limit), got -1"),
+				fe(7, "upstreams.api.limits.pending_timeout", "must be at most 1m, got 1m0.000000001s"),
+				fe(9, "upstreams.api.targets[0].weight", "must be between 1 and 1000, got -1"),
+			},
+		},
+		{
+			name: "keys that depend on others",
+			modify: func(c *Config) {
+				u := api(c)
+				u.Balance = Balance{Policy: PolicyRoundRobin, HashOn: "header:X", HashLoadFactor: 2}
+				u.Health = Health{
+					Active:  &ActiveHealth{Path: "/", Interval: Duration(time.Second), Timeout: Duration(time.Second), Expect: "200", HealthyThreshold: 1, UnhealthyThreshold: 1},
+					Passive: PassiveHealth{BaseEjection: Duration(time.Minute), MaxEjection: Duration(time.Second)},
+				}
+				u.Limits = Limits{MaxPending: 1, PendingTimeout: Duration(time.Second)}
+				c.Routes[0].Retry = Retry{
+					Attempts: 2, PerTryTimeout: Duration(time.Second), Timeout: Duration(time.Second),
+					Backoff: Duration(time.Second), MaxBackoff: Duration(time.Millisecond),
+					OnStatus: []int{503, 502, 503},
+				}
+			},
+			want: &Errors{
+				fe(3, "routes[0].retry.timeout", "must be greater than per_try_timeout (1s), got 1s"),
+				fe(3, "routes[0].retry.max_backoff", "must be at least backoff (1s), got 1ms"),
+				fe(3, "routes[0].retry.on_status[2]", "duplicate status 503 (same as routes[0].retry.on_status[0])"),
+				fe(7, "upstreams.api.balance.hash_on", "only used by policy consistent_hash, not round_robin"),
+				fe(7, "upstreams.api.balance.hash_load_factor", "only used by policy consistent_hash, not round_robin"),
+				fe(7, "upstreams.api.health.active.timeout", "must be less than interval (1s), got 1s"),
+				fe(7, "upstreams.api.health.passive.max_ejection", "must be at least base_ejection (1m0s), got 1s"),
+				fe(7, "upstreams.api.limits.max_pending", "requires max_concurrent: requests wait only for a concurrency limit"),
+			},
+		},
+		{
+			name: "consistent_hash without a key",
+			modify: func(c *Config) {
+				api(c).Balance = Balance{Policy: PolicyConsistentHash}
+			},
+			want: &Errors{
+				fe(7, "upstreams.api.balance.hash_on", "required for policy consistent_hash: write header:NAME or cookie:NAME"),
+				fe(7, "upstreams.api.balance.hash_load_factor", "must be between 1 and 10, got 0"),
+			},
+		},
+		{
+			name: "an unknown policy does not make hash keys misplaced",
+			modify: func(c *Config) {
+				api(c).Balance = Balance{Policy: "consistent-hash", HashOn: "header:X", HashLoadFactor: 2}
+			},
+			want: &Errors{
+				fe(7, "upstreams.api.balance.policy", `must be round_robin, least_request or consistent_hash, got "consistent-hash"`),
 			},
 		},
 	}

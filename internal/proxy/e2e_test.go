@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -442,5 +443,117 @@ upstreams:
 	}
 	if failed > 0 {
 		t.Fatalf("%d of %d requests failed in the keep-alive race", failed, n)
+	}
+}
+
+// rawUpstream answers every request on every connection with the given
+// raw response bytes, then closes.
+func rawUpstream(t *testing.T, response string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, response)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestNoContentTypeSniffing: an upstream response without Content-Type
+// reaches the client without one; the gateway never labels an upstream's
+// body (an HTML-looking body would otherwise become text/html).
+func TestNoContentTypeSniffing(t *testing.T) {
+	body := "<html><script>alert(1)</script></html>"
+	up := rawUpstream(t, "HTTP/1.1 200 OK\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\nConnection: close\r\n\r\n"+body)
+	g := startGateway(t, oneUpstream(up, ""))
+	res := get(t, g.base+"/", nil)
+	if res.status != 200 || string(res.body) != body {
+		t.Fatalf("got %d %q", res.status, res.body)
+	}
+	if ct, ok := res.header["Content-Type"]; ok {
+		t.Fatalf("gateway added Content-Type %q", ct)
+	}
+}
+
+// TestHalfClosingClient: a client that half-closes after its request gets
+// either the real answer or a cut connection, never a fabricated 200.
+func TestHalfClosingClient(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, oneUpstream(up.URL(), ""))
+	c, err := net.Dial("tcp", g.st.Gateway.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /stall-head?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	if len(got) > 0 && !bytes.Contains(got, []byte(`"ok":true`)) {
+		t.Fatalf("half-closing client got a response that is not the upstream's: %q", got)
+	}
+}
+
+// TestSpoofedForwardingFields: forwarding fields a client sends are not
+// passed on, whatever their spelling.
+func TestSpoofedForwardingFields(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, oneUpstream(up.URL(), ""))
+	raw, _ := rawRequest(t, g.st.Gateway.Addr(), "GET /echo HTTP/1.1\r\nHost: x\r\nForwarded: for=6.6.6.6\r\nX-Real-Ip: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n")
+	if !bytes.HasPrefix(raw, []byte("HTTP/1.1 200")) {
+		t.Fatalf("echo: %q", raw)
+	}
+	for _, r := range up.Received() {
+		for _, f := range r.Header {
+			if strings.Contains(f[1], "6.6.6.6") {
+				t.Errorf("upstream received spoofed %s: %s", f[0], f[1])
+			}
+		}
+	}
+}
+
+// TestCONNECTRefused: CONNECT is answered 501 and never forwarded.
+func TestCONNECTRefused(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, oneUpstream(up.URL(), ""))
+	c, err := net.Dial("tcp", g.st.Gateway.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 501 || !bytes.Contains(body, []byte("request_method_not_supported")) {
+		t.Fatalf("CONNECT: %d %q", resp.StatusCode, body)
+	}
+	if up.Requests() != 0 {
+		t.Fatalf("upstream received %d requests", up.Requests())
 	}
 }

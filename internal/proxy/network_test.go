@@ -208,7 +208,7 @@ func TestClientCanceled(t *testing.T) {
 // panicPicker fails inside candor, before any upstream is contacted.
 type panicPicker struct{}
 
-func (panicPicker) Pick() *upstream.Target { panic("broken picker state") }
+func (panicPicker) Pick(string) *upstream.Target { panic("broken picker state") }
 
 // TestPanicIs500: candor's own failure before contacting an upstream is a
 // 500 gateway_internal_error; the panic text stays in the log.

@@ -22,9 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"candor/internal/balancer"
+	"candor/internal/circuit"
 	"candor/internal/failure"
 	"candor/internal/respond"
+	"candor/internal/retry"
 	"candor/internal/router"
 	"candor/internal/telemetry"
 	"candor/internal/upstream"
@@ -34,9 +35,52 @@ import (
 type Route struct {
 	Name     string
 	Upstream *upstream.Transport
-	Picker   balancer.Picker
+	Picker   Picker
 	// Strict is nil for streaming routes.
 	Strict *Strict
+	// Retry is the route's retry policy.
+	Retry Retry
+	// Limiter bounds requests in flight to the upstream; nil is
+	// unlimited.
+	Limiter *circuit.Limiter
+	// Health receives the outcome of every attempt; nil for none.
+	Health Reporter
+	// Key extracts the balancing key (consistent hashing); nil for none.
+	Key func(*http.Request) string
+}
+
+// Picker chooses a target for a request with balancing key key. Pick
+// returns nil when no target can be used; Usable then tells whether that is
+// because every usable target is at its concurrency limit (overload) or
+// because there are none.
+type Picker interface {
+	Pick(key string) *upstream.Target
+}
+
+// Reporter takes the outcome of each upstream attempt (passive health):
+// fe is nil on success, status is the upstream's status when there was a
+// response.
+type Reporter interface {
+	Report(tg *upstream.Target, fe *failure.Error, status int)
+}
+
+// Retry is a route's retry policy; see config.Retry.
+type Retry struct {
+	// Attempts is the most attempts per request, at least 1.
+	Attempts int
+	// PerTry bounds each attempt's wait for the response head; 0 is the
+	// upstream's default.
+	PerTry time.Duration
+	// Timeout bounds all attempts together; 0 is none.
+	Timeout time.Duration
+	// Backoff and MaxBackoff shape the jittered exponential back-off.
+	Backoff, MaxBackoff time.Duration
+	// OnStatus lists upstream statuses that are retried.
+	OnStatus []int
+	// BodyBuffer is the largest request body buffered for replay.
+	BodyBuffer int64
+	// Budget caps retries; nil allows none beyond the first attempt.
+	Budget *retry.Budget
 }
 
 // Strict is a route's strict mode: responses are buffered up to Buffer
@@ -151,29 +195,48 @@ func (h *Handler) serve(x *exchange) {
 	rt := t.Routes[i]
 	x.rec.Route = rt.Name
 	x.rec.Upstream = rt.Upstream.Name()
-	tg := rt.Picker.Pick()
-	if tg == nil {
-		fe := failure.New(failure.NoHealthyUpstream, "")
-		fe.Upstream = rt.Upstream.Name()
+	if r.Method == http.MethodConnect {
+		h.fail(x, failure.New(failure.MethodNotSupported, "CONNECT"))
+		return
+	}
+	req := outbound(r, x.id)
+	// A replayable body is buffered before a slot is taken, so that slow
+	// uploads do not hold the upstream's concurrency slots.
+	if fe := bufferBody(r, req, rt.Retry); fe != nil {
 		h.fail(x, fe)
 		return
 	}
-	x.rec.Target = tg.Addr
-	x.rec.Attempts = 1
-	req := outbound(r, x.id)
-	resp, err := rt.Upstream.RoundTrip(r.Context(), tg, req)
-	if err != nil {
-		h.fail(x, asFailure(r.Context(), err))
+	ctx := r.Context()
+	if !rt.Limiter.Acquire(ctx) {
+		if ctx.Err() != nil {
+			h.fail(x, failure.Wrap(failure.ClientCanceled, "waiting for an upstream slot", ctx.Err()))
+		} else {
+			h.fail(x, h.selectError(failure.Overloaded, rt))
+		}
 		return
 	}
+	// The slot is held until the response is complete, body included.
+	defer rt.Limiter.Release()
+	resp, tg := h.attempts(x, rt, req)
+	if resp == nil {
+		return
+	}
+	defer tg.Release()
 	x.body = resp.Body
+	x.rec.Target = tg.Addr
 	x.rec.Reused = resp.Reused
 	x.rec.DNS, x.rec.Connect, x.rec.TLS, x.rec.FirstByte = resp.Timing.DNS, resp.Timing.Connect, resp.Timing.TLS, resp.Timing.FirstByte
 	if rt.Strict != nil {
 		h.buffered(x, rt.Strict, resp)
-		return
+	} else {
+		h.stream(x, resp)
 	}
-	h.stream(x, resp)
+	if rt.Health != nil {
+		// A body fault after the head counts against the target too.
+		if fe, ok := errors.AsType[*failure.Error](resp.Body.Err()); ok {
+			rt.Health.Report(tg, fe, resp.Status)
+		}
+	}
 }
 
 // fail answers with fe's cause, unless the client is gone.
@@ -182,6 +245,10 @@ func (h *Handler) fail(x *exchange, fe *failure.Error) {
 	x.rec.Source = telemetry.SourceGateway
 	x.rec.Status = fe.Kind.Status()
 	if fe.Kind == failure.ClientCanceled {
+		// Nothing is written, and the connection is cut rather than left
+		// to net/http, which would answer an empty 200 for a handler that
+		// wrote nothing.
+		x.abort = true
 		return
 	}
 	x.wroteHeader = true
@@ -204,6 +271,11 @@ func (x *exchange) copyHead(resp *upstream.Response) {
 		hdr.Add(f.Name, f.Value)
 	}
 	hdr.Set("X-Request-Id", x.id)
+	if _, ok := hdr["Content-Type"]; !ok {
+		// Pass the absence through: net/http would otherwise sniff a
+		// type from the body and relabel the upstream's response.
+		hdr["Content-Type"] = nil
+	}
 	if resp.ContentLength >= 0 {
 		hdr.Set("Content-Length", itoa(resp.ContentLength))
 	}
@@ -271,7 +343,6 @@ func (h *Handler) stream(x *exchange, resp *upstream.Response) {
 			x.rec.SetFailure(fe)
 			if fe.Kind == failure.ClientCanceled {
 				x.rec.Status = failure.StatusClientClosed
-				return
 			}
 			x.rec.Aborted = true
 			x.abort = true
@@ -313,7 +384,7 @@ func outbound(r *http.Request, id string) *upstream.Request {
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		req.Body = r.Body
 	}
-	req.Replayable = req.Body == nil && (idempotent(r.Method) || r.Header.Get("Idempotency-Key") != "")
+	req.Replayable = retry.Replayable(r.Method, r.Header, req.Body == nil)
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
@@ -331,13 +402,4 @@ func outbound(r *http.Request, id string) *upstream.Request {
 		{Name: "X-Forwarded-Host", Value: r.Host},
 	}
 	return req
-}
-
-// idempotent reports the idempotent methods of RFC 9110 §9.2.2.
-func idempotent(m string) bool {
-	switch m {
-	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
-		return true
-	}
-	return false
 }

@@ -93,9 +93,11 @@ func isJSON(fields []upstream.Field) bool {
 		if !strings.EqualFold(f.Name, "Content-Type") {
 			continue
 		}
+		// A type with a broken parameter ("application/json; charset")
+		// is still that type: validate it rather than wave it through.
 		mt, _, err := mime.ParseMediaType(f.Value)
-		if err != nil {
-			return false
+		if mt == "" && err != nil {
+			mt = strings.ToLower(strings.TrimSpace(strings.Split(f.Value, ";")[0]))
 		}
 		return mt == "application/json" || strings.HasSuffix(mt, "+json")
 	}

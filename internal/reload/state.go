@@ -23,10 +23,11 @@ type State struct {
 
 // Start builds cfg's Generation and opens its listeners.
 func Start(cfg *config.Config, log *slog.Logger) (*State, error) {
-	g, err := Build(cfg)
+	g, err := Build(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	g.Start()
 	s := &State{Gen: g, log: log}
 	s.Handler = proxy.New(g.Table, proxy.Options{Log: log, Access: cfg.Log.Access})
 	if s.Gateway, err = listener.Listen(cfg.Listen, s.Handler, log); err != nil {

@@ -53,18 +53,32 @@ type Record struct {
 	Err string
 	// Aborted reports that the response was cut off after its status was
 	// sent, so that the client saw a broken response.
-	Aborted       bool
-	Upstream      string
-	Target        string
-	Attempts      int
-	Reused        bool
-	BytesSent     int64 // to the upstream
-	BytesReceived int64 // from the upstream
-	BytesOut      int64 // body bytes to the client
-	Total         time.Duration
+	Aborted  bool
+	Upstream string
+	Target   string
+	Attempts int
+	// Tries lists every attempt when there was more than one.
+	Tries []Try
+	// BudgetExhausted reports that a safe retry was refused by the retry
+	// budget.
+	BudgetExhausted bool
+	Reused          bool
+	BytesSent       int64 // to the upstream
+	BytesReceived   int64 // from the upstream
+	BytesOut        int64 // body bytes to the client
+	Total           time.Duration
 	// Phases of the last attempt, as offsets from its start; zero when the
 	// phase did not happen.
 	DNS, Connect, TLS, FirstByte time.Duration
+}
+
+// Try is one attempt of a request: its target and either the upstream's
+// status or the cause of its failure.
+type Try struct {
+	Attempt int    `json:"attempt"`
+	Target  string `json:"target"`
+	Status  int    `json:"status,omitempty"`
+	Cause   string `json:"cause,omitempty"`
 }
 
 // SetFailure records fe on r.
@@ -123,6 +137,12 @@ func (r *Record) Attrs() []slog.Attr {
 		if r.Err != "" {
 			a = append(a, slog.String("failure.error", r.Err))
 		}
+	}
+	if len(r.Tries) > 1 {
+		a = append(a, slog.Any("tries", r.Tries))
+	}
+	if r.BudgetExhausted {
+		a = append(a, slog.Bool("retry_budget_exhausted", true))
 	}
 	if r.Aborted {
 		a = append(a, slog.Bool("aborted", true))
