@@ -161,7 +161,7 @@ func start(t *testing.T, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stdout: bufio.NewReader(out), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &process{cmd: cmd, stdout: bufio.NewReader(out), stderr: &lockedBuffer{wrote: make(chan struct{}, 1)}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -194,13 +194,18 @@ func (p *process) stop(t *testing.T) int {
 // lockedBuffer is a buffer written by os/exec's copying goroutine and read
 // by the test.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // buffered 1: signalled by every write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	select {
+	case l.wrote <- struct{}{}:
+	default:
+	}
 	return l.b.Write(p)
 }
 
@@ -213,15 +218,19 @@ func (l *lockedBuffer) String() string {
 // waitFor polls the log (bounded) until re matches, returning the match.
 func waitFor(t *testing.T, p *process, re *regexp.Regexp) []string {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	timeout := time.NewTimer(15 * time.Second)
+	defer timeout.Stop()
+	for {
 		if m := re.FindStringSubmatch(p.stderr.String()); m != nil {
 			return m
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-p.stderr.wrote:
+		case <-timeout.C:
+			t.Fatalf("log never matched %s:\n%s", re, p.stderr.String())
+			return nil
+		}
 	}
-	t.Fatalf("log never matched %s:\n%s", re, p.stderr.String())
-	return nil
 }
 
 // TestRunAndDrain runs the real binary with a configuration file, proxies a

@@ -19,16 +19,36 @@ import (
 	"candor/internal/reload"
 )
 
-// logBuffer collects JSON log lines, safe for concurrent writes.
+// logBuffer collects JSON log lines, safe for concurrent writes. Each
+// write signals wrote, so that a reader waits for a record rather than
+// polling.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{} // buffered 1: "something was written"
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote == nil {
+		l.wrote = make(chan struct{}, 1)
+	}
+	select {
+	case l.wrote <- struct{}{}:
+	default:
+	}
 	return l.buf.Write(p)
+}
+
+// written returns the channel signalled by writes.
+func (l *logBuffer) written() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wrote == nil {
+		l.wrote = make(chan struct{}, 1)
+	}
+	return l.wrote
 }
 
 // records returns the decoded log records.
@@ -55,17 +75,19 @@ func (l *logBuffer) records(t *testing.T) []map[string]any {
 // the client saw the response.
 func (l *logBuffer) record(t *testing.T, id string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
 	for {
 		for _, r := range l.records(t) {
 			if r["request_id"] == id {
 				return r
 			}
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-l.written():
+		case <-timeout.C:
 			t.Fatalf("no log record for request %s; log:\n%s", id, l.buf.String())
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
