@@ -31,8 +31,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// drainTimeout bounds a graceful shutdown.
-const drainTimeout = 30 * time.Second
+// watchDebounce groups the file events of one save into one reload.
+const watchDebounce = 200 * time.Millisecond
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -126,30 +126,37 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	cfg, err := config.Load(path)
+	cfg, data, err := reload.LoadFile(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log.Level)
-	st, err := reload.Start(cfg, log)
+	st, err := reload.StartFile(cfg, data, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "candor:", err)
 		return 1
 	}
-	attrs := []any{"listen", st.Gateway.Addr(), "config", cfg.File, "version", versionString()}
-	if st.Admin != nil {
-		attrs = append(attrs, "admin", st.Admin.Addr())
+	attrs := []any{"listen", st.GatewayAddr(), "config", cfg.File, "version", versionString()}
+	if a := st.AdminAddr(); a != "" {
+		attrs = append(attrs, "admin", a)
 	}
 	log.Info("candor started", attrs...)
-	return waitAndDrain(st, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if cfg.Watch == nil || *cfg.Watch {
+		if err := reload.Watch(ctx, cfg.File, watchDebounce, log, st.ReloadIfChanged); err != nil {
+			log.Warn("configuration file not watched; reload with SIGHUP or the admin API", "config", cfg.File, "error", err.Error())
+		}
+	}
+	return waitAndDrain(st, log, st.Reload)
 }
 
-// waitAndDrain blocks until SIGINT or SIGTERM, then drains gracefully. A
-// second signal during the drain stops at once (the default action).
-// SIGHUP, which will trigger a reload, is logged and otherwise ignored
-// rather than killing the process.
-func waitAndDrain(st *reload.State, log *slog.Logger) int {
+// waitAndDrain blocks until SIGINT or SIGTERM, then drains gracefully
+// within the configured drain_timeout. A second signal during the drain
+// stops at once (the default action). SIGHUP calls onHUP (a reload), or is
+// logged and ignored when onHUP is nil.
+func waitAndDrain(st *reload.State, log *slog.Logger, onHUP func() error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -159,10 +166,15 @@ func waitAndDrain(st *reload.State, log *slog.Logger) int {
 		case <-ctx.Done():
 			waiting = false
 		case <-hup:
-			log.Warn("SIGHUP received: configuration reload is not supported yet; the running configuration is unchanged")
+			if onHUP == nil {
+				log.Warn("SIGHUP ignored: nothing to reload")
+				continue
+			}
+			onHUP() // logs its own outcome
 		}
 	}
 	stop()
+	drainTimeout := st.DrainTimeout()
 	log.Info("candor draining", "deadline", drainTimeout.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
@@ -189,7 +201,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	defer d.Close()
 	d.PrintGuide(stdout)
-	return waitAndDrain(d.State, log)
+	return waitAndDrain(d.State, log, nil)
 }
 
 func cmdCauses(args []string, stdout, stderr io.Writer) int {

@@ -270,24 +270,25 @@ upstreams:
 	// SIGTERM.
 	type result struct {
 		status int
+		close  bool // the response said Connection: close
 		err    error
 	}
 	inflight := make(chan result, 1)
 	go func() {
 		resp, err := http.Get(base + "/stall-head?ms=1000")
 		if err != nil {
-			inflight <- result{0, err}
+			inflight <- result{0, false, err}
 			return
 		}
 		resp.Body.Close()
-		inflight <- result{resp.StatusCode, nil}
+		inflight <- result{resp.StatusCode, resp.Close, nil}
 	}()
 	waitForRequests(t, up, "/stall-head")
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d; log:\n%s", code, p.stderr.String())
 	}
-	if r := <-inflight; r.err != nil || r.status != 200 {
-		t.Fatalf("in-flight request during drain: %+v", r)
+	if r := <-inflight; r.err != nil || r.status != 200 || !r.close {
+		t.Fatalf("in-flight request during drain: %+v; want 200 with Connection: close", r)
 	}
 }
 
@@ -405,5 +406,38 @@ func TestReadmeConfig(t *testing.T) {
 	os.WriteFile(cfg, []byte(block), 0o600)
 	if out, errOut, code := candor(t, "validate", cfg); code != 0 {
 		t.Fatalf("README example does not validate: %s%s", out, errOut)
+	}
+}
+
+// TestSystemdUnit checks deploy/candor.service with systemd's own verifier
+// (pointing it at the binary under test) and that its commands are ones
+// candor accepts: validate before start, run, SIGHUP for reload.
+func TestSystemdUnit(t *testing.T) {
+	unit, err := os.ReadFile("../../deploy/candor.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ExecStartPre=/usr/local/bin/candor validate /etc/candor/candor.yaml",
+		"ExecStart=/usr/local/bin/candor run -c /etc/candor/candor.yaml",
+		"ExecReload=/bin/kill -HUP $MAINPID",
+		"KillSignal=SIGTERM",
+		"NoNewPrivileges=yes",
+	} {
+		if !strings.Contains(string(unit), want+"\n") {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze not found: .ci/run installs systemd")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "candor.service")
+	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/candor", binary)), 0o644)
+	cmd := exec.Command(analyze, "verify", path)
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=warning")
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }

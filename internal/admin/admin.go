@@ -1,14 +1,79 @@
-// Package admin serves candor's admin API on its own listener: liveness
-// and the cause table. It only reads; it never changes the running
-// configuration.
+// Package admin serves candor's admin API on its own listener: liveness,
+// the cause table, the live state of routes and upstreams, reload,
+// maintenance and drain, and Prometheus metrics. What it changes, it
+// changes through Control, which the running gateway implements.
 package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"candor/internal/failure"
 )
+
+// ErrNotFound is returned by Control for an unknown route, upstream or
+// target.
+var ErrNotFound = errors.New("not found")
+
+// Control is what the admin API needs of the running gateway.
+type Control interface {
+	// Reload reads and applies the configuration file; an error leaves
+	// the running configuration in force.
+	Reload() error
+	Status() Status
+	Routes() []RouteState
+	Upstreams() []UpstreamState
+	SetMaintenance(route string, on bool) error
+	SetDrain(upstream, target string, on bool) error
+}
+
+// Status is the configuration's life cycle as served by GET /status.
+type Status struct {
+	File          string    `json:"file"`
+	Generation    int       `json:"generation"`
+	LoadedAt      time.Time `json:"loaded_at"`
+	ReloadsOK     int       `json:"reloads_ok"`
+	ReloadsFailed int       `json:"reloads_failed"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	Tunnels       int       `json:"tunnels"`
+}
+
+// RouteState is one route as served by GET /routes.
+type RouteState struct {
+	Name        string `json:"name"`
+	Host        string `json:"host,omitempty"`
+	PathPrefix  string `json:"path_prefix,omitempty"`
+	Upstream    string `json:"upstream"`
+	Maintenance bool   `json:"maintenance"`
+	Strict      bool   `json:"strict"`
+}
+
+// UpstreamState is one upstream as served by GET /upstreams.
+type UpstreamState struct {
+	Name    string        `json:"name"`
+	Policy  string        `json:"policy"`
+	Usable  int           `json:"usable"`
+	Targets []TargetState `json:"targets"`
+}
+
+// TargetState is one target of an upstream.
+type TargetState struct {
+	Target       string    `json:"target"`
+	Weight       int       `json:"weight"`
+	Healthy      bool      `json:"healthy"`
+	Ejected      bool      `json:"ejected"`
+	EjectedUntil time.Time `json:"ejected_until,omitzero"`
+	Drained      bool      `json:"drained"`
+	InFlight     int64     `json:"in_flight"`
+	LastCause    string    `json:"last_cause,omitempty"`
+}
 
 // Cause is one row of the cause table as served by GET /causes.
 type Cause struct {
@@ -40,22 +105,84 @@ func Causes() []Cause {
 
 // Handler returns the admin API:
 //
-//	GET /healthz  200 {"status":"ok"} while candor runs
-//	GET /causes   the cause table as JSON
-func Handler() http.Handler {
+//	GET  /healthz                                  200 while candor runs
+//	GET  /causes                                   the cause table
+//	GET  /status                                   generation, last load, last rejected load
+//	POST /reload                                   reload the configuration file (422 with the errors if rejected)
+//	GET  /routes                                   routes and their maintenance state
+//	POST /routes/{name}/maintenance?on=true|false  put a route in or out of maintenance
+//	GET  /upstreams                                upstreams and their targets' health, ejection, drain, load
+//	POST /upstreams/{name}/targets/{target}/drain?on=true|false   target: index or host:port
+//	GET  /metrics                                  Prometheus metrics
+func Handler(ctl Control, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /causes", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, Causes())
+		writeJSON(w, http.StatusOK, Causes())
 	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, ctl.Status())
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ctl.Reload(); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error(), "status": ctl.Status()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "status": ctl.Status()})
+	})
+	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, ctl.Routes())
+	})
+	mux.HandleFunc("POST /routes/{name}/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		on, ok := flag(w, r)
+		if ok {
+			reply(w, ctl.SetMaintenance(r.PathValue("name"), on), map[string]any{"route": r.PathValue("name"), "maintenance": on})
+		}
+	})
+	mux.HandleFunc("GET /upstreams", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, ctl.Upstreams())
+	})
+	mux.HandleFunc("POST /upstreams/{name}/targets/{target}/drain", func(w http.ResponseWriter, r *http.Request) {
+		on, ok := flag(w, r)
+		if ok {
+			reply(w, ctl.SetDrain(r.PathValue("name"), r.PathValue("target"), on), map[string]any{"upstream": r.PathValue("name"), "target": r.PathValue("target"), "drain": on})
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+// flag reads ?on=, which defaults to true.
+func flag(w http.ResponseWriter, r *http.Request) (bool, bool) {
+	v := r.URL.Query().Get("on")
+	if v == "" {
+		return true, true
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "on must be true or false"})
+		return false, false
+	}
+	return on, true
+}
+
+func reply(w http.ResponseWriter, err error, ok any) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	case err != nil:
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, ok)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)

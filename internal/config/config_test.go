@@ -129,9 +129,11 @@ func TestLoadGolden(t *testing.T) {
 			file: "testdata/valid/minimal.yaml",
 			want: func(file string) *Config {
 				return &Config{
-					Listen: "127.0.0.1:8080",
-					Log:    Log{Level: "info"},
-					Routes: []Route{{Name: "web", Upstream: "web", Retry: retryDefaults(), Line: 3}},
+					Listen:       "127.0.0.1:8080",
+					Log:          Log{Level: "info"},
+					Routes:       []Route{{Name: "web", Upstream: "web", Retry: retryDefaults(), Line: 3}},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
 					Upstreams: map[string]*Upstream{
 						"web": {
 							Targets:           []Target{target("http://127.0.0.1:3000", 8)},
@@ -165,6 +167,8 @@ func TestLoadGolden(t *testing.T) {
 						Retry:    retryDefaults(),
 						Line:     6,
 					}},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
 					Upstreams: map[string]*Upstream{
 						"shop": {
 							Targets: []Target{
@@ -213,15 +217,23 @@ func TestLoadGolden(t *testing.T) {
 								BudgetRatio:        0.1,
 								BudgetMinPerSecond: 5,
 							},
-							Line: 34,
+							Line: 42,
 						},
-						{Name: "catch-all", Upstream: "web", Retry: retryDefaults(), Line: 86},
+						{
+							Name:     "catch-all",
+							Upstream: "web",
+							Upgrade:  &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(time.Hour)},
+							Retry:    retryDefaults(),
+							Line:     98,
+						},
 					},
+					DrainTimeout: Duration(time.Minute),
+					Watch:        new(false),
 					Upstreams: map[string]*Upstream{
 						"api": {
 							Targets: []Target{
-								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 97},
-								target("https://api-2.internal:8443", 101),
+								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 119},
+								target("https://api-2.internal:8443", 126),
 							},
 							Timeouts: Timeouts{
 								Connect:        Duration(time.Second),
@@ -266,10 +278,10 @@ func TestLoadGolden(t *testing.T) {
 								TargetMaxConcurrent: 50,
 							},
 							Name: "api",
-							Line: 92,
+							Line: 114,
 						},
 						"web": {
-							Targets:           []Target{target("http://127.0.0.1:3000", 199)},
+							Targets:           []Target{target("http://127.0.0.1:3000", 224)},
 							Timeouts:          timeouts(),
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
@@ -277,7 +289,7 @@ func TestLoadGolden(t *testing.T) {
 							Health:            Health{Passive: passiveDefaults()},
 							Limits:            limitsDefaults(),
 							Name:              "web",
-							Line:              197,
+							Line:              222,
 						},
 					},
 					File: file,
@@ -322,6 +334,8 @@ func TestLoadGolden(t *testing.T) {
 							Line: 16,
 						},
 					},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
 					Upstreams: map[string]*Upstream{
 						"api": {
 							Targets: []Target{
@@ -408,6 +422,8 @@ func TestLoadGolden(t *testing.T) {
 						},
 						Line: 4,
 					}},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
 					Upstreams: map[string]*Upstream{
 						"a": {
 							Targets:           []Target{target("http://10.0.0.1", 15)},
@@ -443,6 +459,52 @@ func TestLoadGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "every drain, maintenance, watch and upgrade key",
+			file: "testdata/valid/operations.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Log:    Log{Level: "info"},
+					Routes: []Route{
+						{
+							Name:     "ws",
+							Upstream: "ws",
+							Upgrade:  &Upgrade{Protocols: []string{"websocket", "x-custom_1.0"}, Idle: Duration(24 * time.Hour)},
+							Retry:    retryDefaults(),
+							Line:     6,
+						},
+						{
+							Name:        "b",
+							Upstream:    "ws",
+							Maintenance: true,
+							Upgrade:     &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(10 * time.Minute)},
+							Retry:       retryDefaults(),
+							Line:        12,
+						},
+					},
+					DrainTimeout: Duration(10 * time.Minute),
+					Watch:        new(false),
+					Upstreams: map[string]*Upstream{
+						"ws": {
+							Targets: []Target{
+								{URL: "http://10.0.0.1:8080", Drain: true, Weight: 1, Line: 21},
+								target("http://10.0.0.2:8080", 23),
+							},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
+							Name:              "ws",
+							Line:              19,
+						},
+					},
+					File: file,
+				}
+			},
+		},
+		{
 			name: "aliases share a mapping",
 			file: "testdata/valid/anchors.yaml",
 			want: func(file string) *Config {
@@ -459,6 +521,8 @@ func TestLoadGolden(t *testing.T) {
 						{Name: "a", Match: Match{PathPrefix: "/a"}, Upstream: "a", Retry: retryDefaults(), Line: 3},
 						{Name: "b", Match: Match{PathPrefix: "/b"}, Upstream: "b", Retry: retryDefaults(), Line: 6},
 					},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
 					Upstreams: map[string]*Upstream{
 						"a": {
 							Targets:           []Target{target("http://10.0.0.1:80", 11)},
@@ -649,7 +713,7 @@ upstreams:
 `,
 			want: &Errors{
 				fe(2, "routes[0].upstream", "required"),
-				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict, retry)"),
+				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict, maintenance, upgrade, retry)"),
 			},
 		},
 		{

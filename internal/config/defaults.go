@@ -11,8 +11,11 @@ import (
 const (
 	DefaultListen            = "127.0.0.1:8080"
 	DefaultLogLevel          = "info"
+	DefaultDrainTimeout      = Duration(30 * time.Second)
+	DefaultWatch             = true
 	DefaultStrictBuffer      = Size(1 << 20) // 1MiB
 	DefaultStrictValidate    = ValidateNone
+	DefaultUpgradeIdle       = Duration(10 * time.Minute)
 	DefaultConnect           = Duration(2 * time.Second)
 	DefaultResponseHeader    = Duration(30 * time.Second)
 	DefaultIdle              = Duration(60 * time.Second)
@@ -45,8 +48,11 @@ const (
 //
 //	listen                                           127.0.0.1:8080
 //	log.level                                        info
+//	drain_timeout                                    30s
+//	watch                                            true (a nil Watch becomes a pointer to true)
 //	routes[].strict.buffer                           1MiB (only when strict is present)
 //	routes[].strict.validate                         none (only when strict is present)
+//	routes[].upgrade.idle                            10m (only when upgrade is present)
 //	routes[].retry.attempts                          2
 //	routes[].retry.backoff                           25ms
 //	routes[].retry.max_backoff                       250ms
@@ -96,6 +102,13 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 	if unset("log.level", c.Log.Level == "") {
 		c.Log.Level = DefaultLogLevel
 	}
+	if unset("drain_timeout", c.DrainTimeout == 0) {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Watch == nil {
+		watch := DefaultWatch
+		c.Watch = &watch
+	}
 	for i := range c.Routes {
 		s, p := c.Routes[i].Strict, index("routes", i)+".strict"
 		if s != nil {
@@ -104,6 +117,11 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 			}
 			if unset(p+".validate", s.Validate == "") {
 				s.Validate = DefaultStrictValidate
+			}
+		}
+		if up, p := c.Routes[i].Upgrade, index("routes", i)+".upgrade"; up != nil {
+			if unset(p+".idle", up.Idle == 0) {
+				up.Idle = DefaultUpgradeIdle
 			}
 		}
 		r, rp := &c.Routes[i].Retry, index("routes", i)+".retry"
@@ -202,10 +220,18 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 
 // normalize rewrites fields to the form the rest of candor expects:
 // match.host lower-cased (an IP literal in canonical form, without
-// brackets) and tls.ca_file made absolute against the folder of c.File.
-// Invalid values are left alone for validation to report.
+// brackets), upgrade.protocols lower-cased and tls.ca_file made absolute
+// against the folder of c.File. Invalid values are left alone for
+// validation to report.
 func (c *Config) normalize() {
 	for i := range c.Routes {
+		if up := c.Routes[i].Upgrade; up != nil {
+			for j, p := range up.Protocols {
+				if validToken(p) {
+					up.Protocols[j] = strings.ToLower(p)
+				}
+			}
+		}
 		m := &c.Routes[i].Match
 		if m.Host == "" {
 			continue

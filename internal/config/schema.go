@@ -21,6 +21,14 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Routes are matched in file order; the first match wins.
 	Routes []Route `yaml:"routes"`
+	// DrainTimeout bounds a graceful shutdown (SIGTERM): in-flight
+	// requests get this long to finish, at most 10m. Default: 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Watch reloads the configuration when its file changes. Default:
+	// true. SIGHUP and the admin API reload regardless. [Parse] and
+	// [Config.ApplyDefaults] leave it non-nil; nil means true (see
+	// [Config.Watching]).
+	Watch *bool `yaml:"watch"`
 	// Upstreams by name.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 
@@ -58,6 +66,14 @@ type Route struct {
 	// committing a status. Write "strict: {}" for the defaults; absent (or
 	// null) means responses stream through.
 	Strict *Strict `yaml:"strict"`
+	// Maintenance takes the route out of service: new requests get 503
+	// route_maintenance with Retry-After; in-flight ones finish. Default:
+	// false.
+	Maintenance bool `yaml:"maintenance"`
+	// Upgrade allows protocol upgrades (WebSocket) on the route, proxied
+	// as a tunnel. Absent: Upgrade requests are forwarded as plain
+	// requests, without their Upgrade.
+	Upgrade *Upgrade `yaml:"upgrade"`
 	// Retry configures retries of failed attempts on other targets.
 	// Retries are on by default, only where safe, within a budget.
 	Retry Retry `yaml:"retry"`
@@ -139,6 +155,9 @@ type Target struct {
 	// URL is http://host[:port] or https://host[:port]; host may be a
 	// name or an IP literal. No path, query, fragment or user info.
 	URL string `yaml:"url"`
+	// Drain stops new requests to the target (in-flight ones finish);
+	// the other targets take its traffic. Default: false.
+	Drain bool `yaml:"drain"`
 	// Weight is the target's share of traffic relative to the others,
 	// 1 to 1000. Default: 1.
 	Weight int `yaml:"weight"`
@@ -353,4 +372,19 @@ func (a *ActiveHealth) ExpectRange() (lo, hi int) {
 		return 0, 0
 	}
 	return lo, hi
+}
+
+// Watching reports whether the configuration file is watched for
+// changes: Watch, or true when Watch is nil.
+func (c *Config) Watching() bool { return c.Watch == nil || *c.Watch }
+
+// Upgrade configures protocol upgrades on a route.
+type Upgrade struct {
+	// Protocols lists the Upgrade tokens allowed, e.g. [websocket].
+	// Required, case-insensitive: [Parse] stores them lower-cased. Each is
+	// a token (RFC 9110), listed once; h2c is never forwarded.
+	Protocols []string `yaml:"protocols"`
+	// Idle closes a tunnel after this long without a byte in either
+	// direction, at most 24h. Default: 10m.
+	Idle Duration `yaml:"idle"`
 }

@@ -21,6 +21,7 @@ import (
 const (
 	maxStrictBuffer     = Size(1 << 30) // 1GiB
 	maxIdleTimeout      = Duration(24 * time.Hour)
+	maxDrainTimeout     = Duration(10 * time.Minute)
 	minResponseHead     = Size(1 << 10) // 1KiB
 	maxResponseHead     = Size(1 << 20) // 1MiB
 	maxIdlePerTarget    = 100000
@@ -57,6 +58,7 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 //     the host is empty (all interfaces), an IP address or a host name.
 //     admin, when present, requires admin.listen.
 //   - log.level is debug, info, warn or error.
+//   - drain_timeout is greater than 0 and at most 10m.
 //   - There is at least one route. Route and upstream names are 1 to 64
 //     letters, digits, '.', '_' or '-', starting with a letter or digit;
 //     route names are unique. A route's upstream is required and must
@@ -64,6 +66,9 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 //     control character, '?' or '#'. match.host is a host name or IP
 //     address, without port.
 //   - strict.validate is none or json; strict.buffer is 1 byte to 1GiB.
+//   - upgrade.protocols is required when upgrade is present: tokens (RFC
+//     9110), listed once each (case-insensitively), never h2c.
+//     upgrade.idle is greater than 0 and at most 24h.
 //   - A target url is http://host[:port] or https://host[:port] (port
 //     1-65535), without user info, path (other than "/"), query or
 //     fragment; an upstream lists a target once. An upstream may have no
@@ -160,6 +165,12 @@ func (v *validator) config(c *Config) {
 	default:
 		v.fail("log.level", v.line("log", top), "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
+	switch d := c.DrainTimeout; {
+	case d <= 0:
+		v.fail("drain_timeout", top, "must be greater than 0, got %s", d)
+	case d > maxDrainTimeout:
+		v.fail("drain_timeout", top, "must be at most 10m, got %s", d)
+	}
 	if len(c.Routes) == 0 {
 		v.fail("routes", top, "at least one route is required")
 	}
@@ -215,7 +226,41 @@ func (v *validator) route(c *Config, i int, names map[string]int) {
 			v.fail(sp+".buffer", v.line(sp, r.Line), "must be between 1 byte and 1GiB, got %s", s.Buffer)
 		}
 	}
+	if u := r.Upgrade; u != nil {
+		v.upgrade(u, p+".upgrade", r.Line)
+	}
 	v.retry(&r.Retry, p+".retry", r.Line)
+}
+
+// upgrade checks the protocol upgrade settings at path up of a route at
+// line.
+func (v *validator) upgrade(u *Upgrade, up string, line int) {
+	at := v.line(up, line)
+	pp := up + ".protocols"
+	if len(u.Protocols) == 0 {
+		v.fail(pp, at, "required when upgrade is present, e.g. [websocket]")
+	}
+	seen := map[string]int{}
+	for i, proto := range u.Protocols {
+		ip := index(pp, i)
+		key := strings.ToLower(proto)
+		switch first, dup := seen[key]; {
+		case !validToken(proto):
+			v.fail(ip, v.line(pp, at), "%q is not a valid protocol: write its name only, a token of letters, digits and !#$%%&'*+-.^_`|~", proto)
+		case key == "h2c":
+			v.fail(ip, v.line(pp, at), "h2c is never forwarded")
+		case dup:
+			v.fail(ip, v.line(pp, at), "duplicate protocol %q (same as %s)", key, index(pp, first))
+		default:
+			seen[key] = i
+		}
+	}
+	switch d := u.Idle; {
+	case d <= 0:
+		v.fail(up+".idle", at, "must be greater than 0, got %s", d)
+	case d > maxIdleTimeout:
+		v.fail(up+".idle", at, "must be at most 24h, got %s", d)
+	}
 }
 
 // retry checks the retry settings at path rp of a route at line.

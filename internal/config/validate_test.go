@@ -37,11 +37,15 @@ func TestApplyDefaults(t *testing.T) {
 			name: "zero values get defaults",
 			modify: func(c *Config) {
 				c.Routes[0].Strict = &Strict{}
+				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"websocket"}}
 			},
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
 				c.Log.Level = "info"
+				c.DrainTimeout = Duration(30 * time.Second)
+				c.Watch = new(true)
 				c.Routes[0].Strict = &Strict{Buffer: 1 << 20, Validate: ValidateNone}
+				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(10 * time.Minute)}
 				u := c.Upstreams["api"]
 				u.Timeouts = Timeouts{
 					Connect:        Duration(2 * time.Second),
@@ -68,6 +72,8 @@ func TestApplyDefaults(t *testing.T) {
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
 				c.Log.Level = "info"
+				c.DrainTimeout = DefaultDrainTimeout
+				c.Watch = new(DefaultWatch)
 				c.Routes[0].Retry = retryDefaults()
 				u := c.Upstreams["api"]
 				u.Timeouts = timeouts()
@@ -94,7 +100,10 @@ func TestApplyDefaults(t *testing.T) {
 			modify: func(c *Config) {
 				c.Listen = ":1"
 				c.Log.Level = "debug"
+				c.DrainTimeout = 1
+				c.Watch = new(false)
 				c.Routes[0].Strict = &Strict{Buffer: 5, Validate: ValidateJSON}
+				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"WebSocket"}, Idle: 2}
 				u := c.Upstreams["api"]
 				u.Timeouts = Timeouts{Connect: 1, ResponseHeader: 2, Idle: 3, PoolIdle: 4}
 				u.ResponseHeadLimit = 2048
@@ -119,6 +128,8 @@ func TestApplyDefaults(t *testing.T) {
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
 				c.Log.Level = "info"
+				c.DrainTimeout = DefaultDrainTimeout
+				c.Watch = new(DefaultWatch)
 				u := c.Upstreams["api"]
 				u.Timeouts = Timeouts{Connect: DefaultConnect, ResponseHeader: DefaultResponseHeader, Idle: DefaultIdle, PoolIdle: DefaultPoolIdle}
 				u.ResponseHeadLimit = 64 << 10
@@ -189,15 +200,20 @@ func TestValidate(t *testing.T) {
 			name: "not defaulted",
 			modify: func(c *Config) {
 				c.Listen, c.Log.Level = "", ""
+				c.DrainTimeout = 0
 				c.Routes[0].Strict = &Strict{}
+				c.Routes[0].Upgrade = &Upgrade{}
 				api(c).Timeouts = Timeouts{}
 				api(c).ResponseHeadLimit = 0
 			},
 			want: &Errors{
 				fe(0, "listen", `"" is not host:port (missing port in address)`),
 				fe(0, "log.level", `must be debug, info, warn or error, got ""`),
+				fe(0, "drain_timeout", "must be greater than 0, got 0s"),
 				fe(3, "routes[0].strict.validate", `must be none or json, got ""`),
 				fe(3, "routes[0].strict.buffer", "must be between 1 byte and 1GiB, got 0"),
+				fe(3, "routes[0].upgrade.protocols", "required when upgrade is present, e.g. [websocket]"),
+				fe(3, "routes[0].upgrade.idle", "must be greater than 0, got 0s"),
 				fe(7, "upstreams.api.timeouts.connect", "must be greater than 0, got 0s"),
 				fe(7, "upstreams.api.timeouts.response_header", "must be greater than 0, got 0s"),
 				fe(7, "upstreams.api.timeouts.idle", "must be greater than 0, got 0s"),
@@ -408,6 +424,37 @@ func TestValidate(t *testing.T) {
 				fe(7, "upstreams.api.health.active.timeout", "must be less than interval (1s), got 1s"),
 				fe(7, "upstreams.api.health.passive.max_ejection", "must be at least base_ejection (1m0s), got 1s"),
 				fe(7, "upstreams.api.limits.max_pending", "requires max_concurrent: requests wait only for a concurrency limit"),
+			},
+		},
+		{
+			name: "valid with every drain, maintenance and upgrade key",
+			modify: func(c *Config) {
+				c.DrainTimeout = Duration(10 * time.Minute)
+				c.Watch = new(false)
+				c.Routes[0].Maintenance = true
+				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"WebSocket", "x-Custom_1.0!"}, Idle: Duration(24 * time.Hour)}
+				api(c).Targets[0].Drain = true
+			},
+		},
+		{
+			name: "drain and upgrade ranges",
+			modify: func(c *Config) {
+				c.DrainTimeout = Duration(10*time.Minute + 1)
+				c.Routes[0].Upgrade = &Upgrade{
+					Protocols: []string{"WebSocket", "websocket", "H2C", "websocket/13", ""},
+					Idle:      Duration(24*time.Hour + 1),
+				}
+				c.Routes = append(c.Routes, Route{Name: "b", Upstream: "api", Upgrade: &Upgrade{Protocols: []string{}, Idle: -1}, Retry: retryDefaults(), Line: 5})
+			},
+			want: &Errors{
+				fe(0, "drain_timeout", "must be at most 10m, got 10m0.000000001s"),
+				fe(3, "routes[0].upgrade.protocols[1]", `duplicate protocol "websocket" (same as routes[0].upgrade.protocols[0])`),
+				fe(3, "routes[0].upgrade.protocols[2]", "h2c is never forwarded"),
+				fe(3, "routes[0].upgrade.protocols[3]", "\"websocket/13\" is not a valid protocol: write its name only, a token of letters, digits and !#$%&'*+-.^_`|~"),
+				fe(3, "routes[0].upgrade.protocols[4]", "\"\" is not a valid protocol: write its name only, a token of letters, digits and !#$%&'*+-.^_`|~"),
+				fe(3, "routes[0].upgrade.idle", "must be at most 24h, got 24h0m0.000000001s"),
+				fe(5, "routes[1].upgrade.protocols", "required when upgrade is present, e.g. [websocket]"),
+				fe(5, "routes[1].upgrade.idle", "must be greater than 0, got -1ns"),
 			},
 		},
 		{

@@ -160,7 +160,7 @@ func Examples() []Example {
 
 // PrintGuide prints the curl lines for the running demo.
 func (d *Demo) PrintGuide(w io.Writer) {
-	base := "http://" + d.State.Gateway.Addr()
+	base := "http://" + d.State.GatewayAddr()
 	fmt.Fprintf(w, "candor demo: gateway on %s in front of a misbehaving upstream.\n", base)
 	fmt.Fprintf(w, "Try these (the log of each gateway error goes to standard error); Ctrl-C stops.\n\n")
 	for _, e := range Examples() {

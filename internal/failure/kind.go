@@ -31,6 +31,7 @@ const (
 	NoHealthyUpstream
 	InternalError
 	Overloaded
+	RouteMaintenance
 
 	// DNS, connect and TLS: nothing of the request was sent.
 	DNSFailed

@@ -34,6 +34,13 @@ var table = [numKinds]Row{
 		Explanation: "The upstream's concurrency limit (limits.max_concurrent and the max_pending queue) or every usable target's limits.target_max_concurrent was reached, so candor refused the request at once rather than queue it without bound. Nothing was sent.",
 		Fix:         "Check the upstream's latency (slow responses hold slots longer) and its capacity; raise limits.max_concurrent or limits.max_pending only if the upstream can take more.",
 	},
+	RouteMaintenance: {
+		ID: "route_maintenance", Status: 503, Phase: PhaseRoute, Retry: RetryNever, RetryAfter: 30,
+		Title:       "Service Unavailable",
+		Detail:      "This service is down for maintenance; try again later.",
+		Explanation: "The route is in maintenance (maintenance: true in the configuration, or set through the admin API), so candor answers it without contacting an upstream. Requests already in flight finish.",
+		Fix:         "End the maintenance: set maintenance: false and reload, or POST /routes/NAME/maintenance?on=false on the admin listener.",
+	},
 	InternalError: {
 		ID: "gateway_internal_error", Status: 500, Phase: PhaseInternal, Retry: RetryNever,
 		Title:       "Internal Server Error",
@@ -164,8 +171,8 @@ var table = [numKinds]Row{
 		ID: "upstream_unexpected_upgrade", Status: 502, Phase: PhaseReadHead, Retry: RetryNever,
 		Title:       "Bad Gateway",
 		Detail:      "The upstream server sent an invalid response.",
-		Explanation: "The target answered 101 Switching Protocols to a request that did not ask for a protocol upgrade (RFC 9110 §15.2.2).",
-		Fix:         "Check the upstream's routing: it treats this request as a WebSocket or other upgrade.",
+		Explanation: "The target answered 101 Switching Protocols to a request that did not ask for a protocol upgrade (RFC 9110 §15.2.2), or switched to a protocol the request did not offer (RFC 9110 §7.8). Requests on routes without upgrade, or offering only protocols the route does not allow, are forwarded without their Upgrade.",
+		Fix:         "If the route should carry WebSockets, allow them on it (upgrade: {protocols: [websocket]}); otherwise check the upstream's routing: it treats this request as an upgrade, or switches to another protocol than the one offered.",
 	},
 	ProtocolMismatch: {
 		ID: "upstream_protocol_mismatch", Status: 502, Phase: PhaseReadHead, Retry: RetryNever,

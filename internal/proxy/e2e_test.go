@@ -189,7 +189,7 @@ func TestStreamingBodyFaults(t *testing.T) {
 
 	// Raw bytes: the response declares Content-Length: 100 and the
 	// client gets fewer bytes before the connection closes.
-	raw, _ := rawRequest(t, g.st.Gateway.Addr(), "GET /stall-body?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+	raw, _ := rawRequest(t, g.st.GatewayAddr(), "GET /stall-body?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
 	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
 	if !ok || !bytes.Contains(head, []byte("Content-Length: 100")) || len(body) >= 100 {
 		t.Fatalf("raw response not cut short: %q", raw)
@@ -205,7 +205,7 @@ func TestChunkedCutOff(t *testing.T) {
 		if _, ok := fault.Lookup(name); !ok {
 			t.Fatalf("no script %s", name)
 		}
-		raw, _ := rawRequest(t, g.st.Gateway.Addr(), "GET /script/"+name+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		raw, _ := rawRequest(t, g.st.GatewayAddr(), "GET /script/"+name+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		if !bytes.HasPrefix(raw, []byte("HTTP/1.1 200")) || bytes.HasSuffix(raw, []byte("0\r\n\r\n")) {
 			t.Fatalf("%s: response not cut off: %q", name, raw)
 		}
@@ -502,7 +502,7 @@ func TestNoContentTypeSniffing(t *testing.T) {
 func TestHalfClosingClient(t *testing.T) {
 	up := faultServer(t)
 	g := startGateway(t, oneUpstream(up.URL(), ""))
-	c, err := net.Dial("tcp", g.st.Gateway.Addr())
+	c, err := net.Dial("tcp", g.st.GatewayAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestHalfClosingClient(t *testing.T) {
 func TestSpoofedForwardingFields(t *testing.T) {
 	up := faultServer(t)
 	g := startGateway(t, oneUpstream(up.URL(), ""))
-	raw, _ := rawRequest(t, g.st.Gateway.Addr(), "GET /echo HTTP/1.1\r\nHost: x\r\nForwarded: for=6.6.6.6\r\nX-Real-Ip: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n")
+	raw, _ := rawRequest(t, g.st.GatewayAddr(), "GET /echo HTTP/1.1\r\nHost: x\r\nForwarded: for=6.6.6.6\r\nX-Real-Ip: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n")
 	if !bytes.HasPrefix(raw, []byte("HTTP/1.1 200")) {
 		t.Fatalf("echo: %q", raw)
 	}
@@ -538,7 +538,7 @@ func TestSpoofedForwardingFields(t *testing.T) {
 func TestCONNECTRefused(t *testing.T) {
 	up := faultServer(t)
 	g := startGateway(t, oneUpstream(up.URL(), ""))
-	c, err := net.Dial("tcp", g.st.Gateway.Addr())
+	c, err := net.Dial("tcp", g.st.GatewayAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func startGateway(t *testing.T, yaml string) *gateway {
 		defer cancel()
 		st.Shutdown(ctx)
 	})
-	return &gateway{st: st, base: "http://" + st.Gateway.Addr(), log: lb}
+	return &gateway{st: st, base: "http://" + st.GatewayAddr(), log: lb}
 }
 
 // oneUpstream is a configuration with one default route to url.

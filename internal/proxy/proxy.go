@@ -47,6 +47,12 @@ type Route struct {
 	Health Reporter
 	// Key extracts the balancing key (consistent hashing); nil for none.
 	Key func(*http.Request) string
+	// Maintenance, when set, answers every new request 503
+	// route_maintenance. It may be flipped at any time (admin API).
+	Maintenance atomic.Bool
+	// Upgrade allows protocol upgrades (WebSocket), relayed as tunnels;
+	// nil forwards upgrade requests as plain requests. See [Upgrade].
+	Upgrade *Upgrade
 }
 
 // Picker chooses a target for a request with balancing key key. Pick
@@ -114,6 +120,8 @@ type Handler struct {
 	log    *slog.Logger
 	access bool
 	bufs   sync.Pool
+	// tunnels are the upgraded connections being relayed (tunnel.go).
+	tunnels tunnelSet
 }
 
 // New returns a Handler serving t.
@@ -195,8 +203,16 @@ func (h *Handler) serve(x *exchange) {
 	rt := t.Routes[i]
 	x.rec.Route = rt.Name
 	x.rec.Upstream = rt.Upstream.Name()
+	if rt.Maintenance.Load() {
+		h.fail(x, h.selectError(failure.RouteMaintenance, rt))
+		return
+	}
 	if r.Method == http.MethodConnect {
 		h.fail(x, failure.New(failure.MethodNotSupported, "CONNECT"))
+		return
+	}
+	if protocols := rt.Upgrade.offered(r); protocols != "" {
+		h.tunnel(x, rt, protocols)
 		return
 	}
 	req := outbound(r, x.id)

@@ -5,6 +5,7 @@
 package reload
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,7 +13,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"candor/internal/balancer"
 	"candor/internal/circuit"
@@ -22,6 +26,8 @@ import (
 	"candor/internal/retry"
 	"candor/internal/router"
 	"candor/internal/upstream"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // maxHeadFields bounds the number of response header fields. It is not
@@ -37,8 +43,11 @@ type Generation struct {
 }
 
 // Upstream is one upstream's running machinery: its transport (targets and
-// pools), balancer, health checker and concurrency limiter.
+// pools), balancer, health checker and concurrency limiter. An upstream
+// whose configuration did not change is carried over from one generation
+// to the next, with its pooled connections and health state.
 type Upstream struct {
+	Name      string
 	Transport *upstream.Transport
 	Balancer  *balancer.Balancer
 	Health    *health.Checker
@@ -46,26 +55,103 @@ type Upstream struct {
 	// Key extracts a request's consistent-hash key; nil for other
 	// policies.
 	Key func(*http.Request) string
+
+	// conf is the canonical form of the configuration the upstream was
+	// built from (drain flags aside), to tell whether a reload changed it.
+	conf string
+	// drained marks targets (by index) that take no new requests.
+	drained []atomic.Bool
+
+	mu     sync.Mutex
+	usable []*upstream.Target // the last usable set published by health
+}
+
+// setUsable records the usable set published by the health checker and
+// passes it, less drained targets, to the balancer.
+func (up *Upstream) setUsable(usable []*upstream.Target) {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	up.usable = usable
+	up.publish()
+}
+
+// SetDrain drains (or undrains) target i.
+func (up *Upstream) SetDrain(i int, on bool) {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	up.drained[i].Store(on)
+	up.publish()
+}
+
+// Drained reports whether target i is drained.
+func (up *Upstream) Drained(i int) bool { return up.drained[i].Load() }
+
+// publish updates the balancer; up.mu is held.
+func (up *Upstream) publish() {
+	all := up.Transport.Targets()
+	out := make([]*upstream.Target, 0, len(up.usable))
+	for _, tg := range up.usable {
+		if i := slices.Index(all, tg); i >= 0 && !up.drained[i].Load() {
+			out = append(out, tg)
+		}
+	}
+	up.Balancer.Update(out)
+}
+
+// canonical returns the form of u compared between generations: every key
+// but the targets' drain flags (applied to a carried-over upstream in
+// place), plus the content of the CA file, whose change must rebuild the
+// TLS configuration.
+func canonical(u *config.Upstream) string {
+	c := *u
+	c.Targets = slices.Clone(u.Targets)
+	for i := range c.Targets {
+		c.Targets[i].Drain = false
+	}
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return "" // never equal to anything: rebuild
+	}
+	if c.TLS != nil && c.TLS.CAFile != "" {
+		pem, _ := os.ReadFile(c.TLS.CAFile)
+		sum := sha256.Sum256(pem)
+		b = append(b, sum[:]...)
+	}
+	return string(b)
 }
 
 // Build builds a Generation from cfg, which must have been validated by
 // package config. On error nothing is left running.
-func Build(cfg *config.Config, log *slog.Logger) (*Generation, error) {
+//
+// Upstreams of prev (which may be nil) whose configuration is unchanged are
+// carried over, with their connections and health state, rather than
+// rebuilt; a failed Build leaves prev untouched.
+func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation, error) {
 	g := &Generation{Config: cfg, Upstreams: make(map[string]*Upstream, len(cfg.Upstreams))}
 	for name, u := range cfg.Upstreams {
+		conf := canonical(u)
+		if old := prev.upstream(name); old != nil && conf != "" && old.conf == conf {
+			for i, t := range u.Targets {
+				old.SetDrain(i, t.Drain)
+			}
+			g.Upstreams[name] = old
+			continue
+		}
 		tr, err := buildTransport(name, u)
 		if err != nil {
-			g.Close()
+			g.closeExcept(prev)
 			return nil, fmt.Errorf("%s:%d: upstreams.%s: %w", cfg.File, u.Line, name, err)
 		}
-		g.Upstreams[name] = buildUpstream(name, u, tr, log)
+		up := buildUpstream(name, u, tr, log)
+		up.conf = conf
+		g.Upstreams[name] = up
 	}
 	rules := make([]router.Rule, len(cfg.Routes))
 	routes := make([]*proxy.Route, len(cfg.Routes))
 	for i, rc := range cfg.Routes {
 		up := g.Upstreams[rc.Upstream]
 		if up == nil {
-			g.Close()
+			g.closeExcept(prev)
 			return nil, fmt.Errorf("%s:%d: routes[%d].upstream: no upstream %q", cfg.File, rc.Line, i, rc.Upstream)
 		}
 		rules[i] = router.Rule{Host: rc.Match.Host, PathPrefix: rc.Match.PathPrefix}
@@ -74,8 +160,12 @@ func Build(cfg *config.Config, log *slog.Logger) (*Generation, error) {
 			Limiter: up.Limiter, Health: up.Health, Key: up.Key,
 			Retry: buildRetry(rc.Retry),
 		}
+		rt.Maintenance.Store(rc.Maintenance)
 		if rc.Strict != nil {
 			rt.Strict = &proxy.Strict{Buffer: int64(rc.Strict.Buffer), JSON: rc.Strict.Validate == config.ValidateJSON}
+		}
+		if u := rc.Upgrade; u != nil {
+			rt.Upgrade = &proxy.Upgrade{Protocols: u.Protocols, Idle: u.Idle.Std()}
 		}
 		routes[i] = rt
 	}
@@ -89,7 +179,10 @@ func buildUpstream(name string, u *config.Upstream, tr *upstream.Transport, log 
 	for i, tg := range tr.Targets() {
 		tg.Weight = max(u.Targets[i].Weight, 1)
 	}
-	up := &Upstream{Transport: tr}
+	up := &Upstream{Name: name, Transport: tr, drained: make([]atomic.Bool, len(u.Targets))}
+	for i, t := range u.Targets {
+		up.drained[i].Store(t.Drain)
+	}
 	up.Balancer = balancer.New(balancer.Options{
 		Policy:              policies[u.Balance.Policy],
 		HashLoadFactor:      u.Balance.HashLoadFactor,
@@ -112,7 +205,8 @@ func buildUpstream(name string, u *config.Upstream, tr *upstream.Transport, log 
 			ExpectLo: lo, ExpectHi: hi, Healthy: a.HealthyThreshold, Unhealthy: a.UnhealthyThreshold,
 		}
 	}
-	up.Health = health.New(hopt, tr, up.Balancer.Update)
+	up.Health = health.New(hopt, tr, up.setUsable)
+	up.setUsable(tr.Targets())
 	up.Limiter = circuit.New(u.Limits.MaxConcurrent, u.Limits.MaxPending, u.Limits.PendingTimeout.Std())
 	if kind, name := u.Balance.HashKey(); kind != "" {
 		up.Key = hashKey(kind, name)
@@ -189,17 +283,35 @@ func buildTransport(name string, u *config.Upstream) (*upstream.Transport, error
 	return upstream.New(opt, urls)
 }
 
-// Start starts the generation's background work (active health checks).
-func (g *Generation) Start() {
-	for _, up := range g.Upstreams {
-		up.Health.Start()
+// Start starts the background work (active health checks) of the
+// upstreams that prev (which may be nil) did not already run.
+func (g *Generation) Start(prev *Generation) {
+	for name, up := range g.Upstreams {
+		if prev.upstream(name) != up {
+			up.Health.Start()
+		}
 	}
 }
 
+// upstream returns g's upstream name; g may be nil.
+func (g *Generation) upstream(name string) *Upstream {
+	if g == nil {
+		return nil
+	}
+	return g.Upstreams[name]
+}
+
 // Close stops health checks and releases pooled connections. Requests in
-// flight finish.
-func (g *Generation) Close() {
-	for _, up := range g.Upstreams {
+// flight finish; their connections are closed rather than pooled.
+func (g *Generation) Close() { g.closeExcept(nil) }
+
+// closeExcept closes g's upstreams that next does not use (next may be
+// nil: close all).
+func (g *Generation) closeExcept(next *Generation) {
+	for name, up := range g.Upstreams {
+		if next.upstream(name) == up {
+			continue
+		}
 		if up.Health != nil {
 			up.Health.Close()
 		}

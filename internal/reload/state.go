@@ -3,54 +3,406 @@ package reload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"candor/internal/admin"
 	"candor/internal/config"
 	"candor/internal/listener"
 	"candor/internal/proxy"
+	"candor/internal/router"
+	"candor/internal/upstream"
 )
 
 // State is a running gateway: its current Generation, the proxy handler
-// serving it, and the listeners. main owns it.
+// serving it, the listeners, and the record of reloads. main owns it. A
+// reload builds the whole new generation and validates it before swapping
+// it in, so a bad configuration never replaces a running good one.
+//
+// Reload, SetMaintenance, SetDrain and Shutdown are serialised; the
+// handler serves requests concurrently with all of them.
 type State struct {
-	Gen     *Generation
 	Handler *proxy.Handler
-	Gateway *listener.Server
-	Admin   *listener.Server // nil without an admin listener
+
+	mu      sync.Mutex
+	gen     *Generation
+	gateway *listener.Server
+	admin   *listener.Server // nil without an admin listener
+	file    string
 	log     *slog.Logger
+
+	// overrides holds admin-set maintenance ("route NAME") and drain
+	// ("target UPSTREAM ADDR") with the file's value when they were set.
+	// The latest explicit intent wins: an override survives reloads while
+	// the file's value stays what it was, and yields once the file changes
+	// it.
+	overrides map[string]override
+
+	// loaded and tried are digests of the file bytes last applied and
+	// last attempted, so that a watcher reloads only real changes and
+	// reports a broken save once.
+	loaded, tried [32]byte
+
+	status  admin.Status
+	reg     *prometheus.Registry
+	reloads *prometheus.CounterVec
+	lastOK  prometheus.Gauge
 }
 
-// Start builds cfg's Generation and opens its listeners.
-func Start(cfg *config.Config, log *slog.Logger) (*State, error) {
-	g, err := Build(cfg, log)
+// override is an admin-set value and the file's value it overrode.
+type override struct{ on, file bool }
+
+// StartFile starts the gateway with cfg, parsed from data, the content of
+// the file later reloads read (see [LoadFile]).
+func StartFile(cfg *config.Config, data []byte, log *slog.Logger) (*State, error) {
+	s, err := Start(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	g.Start()
-	s := &State{Gen: g, log: log}
-	s.Handler = proxy.New(g.Table, proxy.Options{Log: log, Access: cfg.Log.Access})
-	if s.Gateway, err = listener.Listen(cfg.Listen, s.Handler, log); err != nil {
-		g.Close()
-		return nil, err
+	s.loaded, s.tried = digest(data), digest(data)
+	return s, nil
+}
+
+// LoadFile reads and parses the configuration file at path, returning the
+// bytes it parsed.
+func LoadFile(path string) (*config.Config, []byte, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, nil, err
 	}
-	if cfg.Admin != nil {
-		if s.Admin, err = listener.Listen(cfg.Admin.Listen, admin.Handler(), log); err != nil {
-			s.Gateway.Close()
-			g.Close()
-			return nil, err
-		}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Parse(abs, data)
+	return cfg, data, err
+}
+
+// Start builds cfg's Generation and opens its listeners. cfg.File is the
+// file later reloads read.
+func Start(cfg *config.Config, log *slog.Logger) (*State, error) {
+	s := &State{file: cfg.File, log: log, overrides: map[string]override{}, reg: prometheus.NewRegistry()}
+	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "candor_config_reloads_total",
+		Help: "Configuration loads by result (success or failure); a failure leaves the running configuration in force.",
+	}, []string{"result"})
+	s.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "candor_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last configuration load that took effect.",
+	})
+	s.reg.MustRegister(s.reloads, s.lastOK, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Handler = proxy.New(&proxy.Table{Router: router.New(nil)}, proxy.Options{Log: log, Access: cfg.Log.Access})
+	if err := s.apply(cfg); err != nil {
+		s.reloads.WithLabelValues("failure").Inc()
+		return nil, err
 	}
 	return s, nil
 }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx is
-// done, and releases the generation.
-func (s *State) Shutdown(ctx context.Context) error {
-	err := s.Gateway.Shutdown(ctx)
-	if s.Admin != nil {
-		err = errors.Join(err, s.Admin.Shutdown(ctx))
+// GatewayAddr returns the gateway listener's bound address.
+func (s *State) GatewayAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gateway.Addr()
+}
+
+// AdminAddr returns the admin listener's bound address, or "".
+func (s *State) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin == nil {
+		return ""
 	}
-	s.Gen.Close()
+	return s.admin.Addr()
+}
+
+// Generation returns the current generation.
+func (s *State) Generation() *Generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// Reload reads the configuration file again and applies it. On any error
+// (unreadable, syntax, validation, a listener that cannot be opened) the
+// running generation keeps serving; the error is logged with file, line
+// and reason, counted, and shown by the admin API.
+func (s *State) Reload() error {
+	cfg, data, err := LoadFile(s.file)
+	d := digest(data)
+	s.mu.Lock()
+	s.tried = d
+	s.mu.Unlock()
+	if err == nil {
+		err = s.apply(cfg)
+	}
+	if err == nil {
+		s.mu.Lock()
+		s.loaded = d
+		s.mu.Unlock()
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.status.ReloadsFailed++
+		s.status.LastError = err.Error()
+		s.status.LastErrorAt = time.Now()
+		s.mu.Unlock()
+		s.reloads.WithLabelValues("failure").Inc()
+		s.log.Error("configuration rejected; the running configuration stays in force", "config", s.file, "error", err.Error())
+		return err
+	}
+	s.log.Info("configuration reloaded", "config", s.file, "generation", s.Status().Generation)
+	return nil
+}
+
+// ReloadIfChanged reloads when the file's bytes differ from those last
+// tried (applied or rejected): a watcher's many events for one save make
+// one reload, and a broken save is reported once.
+func (s *State) ReloadIfChanged() {
+	data, err := os.ReadFile(s.file)
+	s.mu.Lock()
+	same := err == nil && digest(data) == s.tried
+	s.mu.Unlock()
+	if !same {
+		s.Reload()
+	}
+}
+
+// apply opens any changed listeners, builds the new generation (carrying
+// over unchanged upstreams), swaps it in, then releases what the old one
+// no longer shares. Listeners open before anything is swapped, so a port
+// that cannot be bound rejects the reload whole.
+func (s *State) apply(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.gen
+
+	g, err := Build(cfg, s.log, prev)
+	if err != nil {
+		return err
+	}
+	// Listeners open before anything is swapped: a port that cannot be
+	// bound rejects the reload whole.
+	var newGateway, newAdmin *listener.Server
+	if prev == nil || cfg.Listen != prev.Config.Listen {
+		if newGateway, err = listener.Listen(cfg.Listen, s.Handler, s.log); err != nil {
+			g.closeExcept(prev)
+			return fmt.Errorf("%s: listen: %w", cfg.File, err)
+		}
+	}
+	adminChanged := prev == nil || adminAddr(cfg) != adminAddr(prev.Config)
+	if adminChanged && cfg.Admin != nil {
+		if newAdmin, err = listener.Listen(cfg.Admin.Listen, admin.Handler(s, s.reg), s.log); err != nil {
+			closeAll(newGateway)
+			g.closeExcept(prev)
+			return fmt.Errorf("%s: admin.listen: %w", cfg.File, err)
+		}
+	}
+	s.applyOverrides(cfg, g)
+	g.Start(prev)
+	s.Handler.Swap(g.Table) // requests that started earlier finish on the old table
+	s.gen = g
+
+	drain := cfg.DrainTimeout.Std()
+	if newGateway != nil {
+		old := s.gateway
+		s.gateway = newGateway
+		go shutdown(old, drain)
+	}
+	if adminChanged {
+		old := s.admin
+		s.admin = newAdmin
+		go shutdown(old, drain)
+	}
+	if prev != nil {
+		// Tunnels whose upstream was rebuilt end; the others run on.
+		kept := map[*upstream.Transport]bool{}
+		for _, up := range g.Upstreams {
+			kept[up.Transport] = true
+		}
+		if n := s.Handler.CloseTunnels(func(_ string, tr *upstream.Transport) bool { return !kept[tr] }); n > 0 {
+			s.log.Info("closed tunnels to changed upstreams", "tunnels", n)
+		}
+		prev.closeExcept(g)
+	}
+	s.status.Generation++
+	s.status.File = cfg.File
+	s.status.LoadedAt = time.Now()
+	s.status.ReloadsOK++
+	s.reloads.WithLabelValues("success").Inc()
+	s.lastOK.Set(float64(s.status.LoadedAt.Unix()))
+	return nil
+}
+
+func adminAddr(c *config.Config) string {
+	if c.Admin == nil {
+		return ""
+	}
+	return c.Admin.Listen
+}
+
+// shutdown drains a replaced listener in the background.
+func shutdown(srv *listener.Server, drain time.Duration) {
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+func closeAll(srvs ...*listener.Server) {
+	for _, srv := range srvs {
+		if srv != nil {
+			srv.Close()
+		}
+	}
+}
+
+// applyOverrides re-applies admin settings to a new generation, dropping
+// those whose file value changed; s.mu is held.
+func (s *State) applyOverrides(cfg *config.Config, g *Generation) {
+	for i, rt := range g.Table.Routes {
+		key := "route " + rt.Name
+		if o, ok := s.overrides[key]; ok {
+			if o.file == cfg.Routes[i].Maintenance {
+				rt.Maintenance.Store(o.on)
+			} else {
+				delete(s.overrides, key)
+			}
+		}
+	}
+	for name, up := range g.Upstreams {
+		for i, tg := range up.Transport.Targets() {
+			key := "target " + name + " " + tg.Addr
+			if o, ok := s.overrides[key]; ok {
+				if o.file == cfg.Upstreams[name].Targets[i].Drain {
+					up.SetDrain(i, o.on)
+				} else {
+					delete(s.overrides, key)
+				}
+			}
+		}
+	}
+}
+
+// Status implements admin.Control.
+func (s *State) Status() admin.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.Tunnels = s.Handler.Tunnels()
+	return st
+}
+
+// SetMaintenance implements admin.Control: it puts a route in or out of
+// maintenance now, and keeps that choice across reloads.
+func (s *State) SetMaintenance(route string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, rt := range s.gen.Table.Routes {
+		if rt.Name == route {
+			rt.Maintenance.Store(on)
+			s.overrides["route "+route] = override{on: on, file: s.gen.Config.Routes[i].Maintenance}
+			s.log.Warn("route maintenance changed", "route", route, "maintenance", on)
+			return nil
+		}
+	}
+	return admin.ErrNotFound
+}
+
+// SetDrain implements admin.Control: target is the target's index in the
+// upstream's list or its host:port.
+func (s *State) SetDrain(upstreamName, target string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	up := s.gen.Upstreams[upstreamName]
+	if up == nil {
+		return admin.ErrNotFound
+	}
+	for i, tg := range up.Transport.Targets() {
+		if tg.Addr == target || strconv.Itoa(i) == target {
+			up.SetDrain(i, on)
+			s.overrides["target "+upstreamName+" "+tg.Addr] = override{on: on, file: s.gen.Config.Upstreams[upstreamName].Targets[i].Drain}
+			s.log.Warn("target drain changed", "upstream", upstreamName, "target", tg.Addr, "drain", on)
+			return nil
+		}
+	}
+	return admin.ErrNotFound
+}
+
+// Upstreams implements admin.Control.
+func (s *State) Upstreams() []admin.UpstreamState {
+	s.mu.Lock()
+	g := s.gen
+	s.mu.Unlock()
+	var out []admin.UpstreamState
+	for name, up := range g.Upstreams {
+		us := admin.UpstreamState{Name: name, Policy: up.Balancer.Policy().String(), Usable: up.Balancer.Usable()}
+		states := up.Health.States()
+		for i, tg := range up.Transport.Targets() {
+			ts := admin.TargetState{Target: tg.Addr, Weight: tg.Weight, InFlight: tg.InFlight(), Drained: up.Drained(i), Healthy: true}
+			for _, h := range states {
+				if h.Target == tg.Addr {
+					ts.Healthy, ts.Ejected, ts.EjectedUntil, ts.LastCause = h.Healthy, h.Ejected, h.EjectedUntil, h.LastCause
+				}
+			}
+			us.Targets = append(us.Targets, ts)
+		}
+		out = append(out, us)
+	}
+	return out
+}
+
+// Routes implements admin.Control.
+func (s *State) Routes() []admin.RouteState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []admin.RouteState
+	for i, rt := range s.gen.Table.Routes {
+		rc := s.gen.Config.Routes[i]
+		out = append(out, admin.RouteState{
+			Name: rt.Name, Host: rc.Match.Host, PathPrefix: rc.Match.PathPrefix,
+			Upstream: rc.Upstream, Maintenance: rt.Maintenance.Load(), Strict: rt.Strict != nil,
+		})
+	}
+	return out
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx is
+// done (net/http answers the last response of each keep-alive connection
+// with Connection: close), ends tunnels, and releases the generation.
+func (s *State) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.gateway.Shutdown(ctx)
+	if s.admin != nil {
+		err = errors.Join(err, s.admin.Shutdown(ctx))
+	}
+	s.Handler.CloseTunnels(func(string, *upstream.Transport) bool { return true })
+	s.gen.Close()
 	return err
 }
+
+// DrainTimeout returns the configured shutdown deadline.
+func (s *State) DrainTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen.Config.DrainTimeout.Std()
+}
+
+// File returns the configuration file.
+func (s *State) File() string { return s.file }
+
+var _ admin.Control = (*State)(nil)
+
+var _ http.Handler = (*proxy.Handler)(nil)

@@ -70,6 +70,56 @@ type Record struct {
 	// Phases of the last attempt, as offsets from its start; zero when the
 	// phase did not happen.
 	DNS, Connect, TLS, FirstByte time.Duration
+	// Tunnel is set when the request switched protocols (status 101) and
+	// its connection was relayed as a tunnel; the record is then written
+	// when the tunnel ends, and Total includes the tunnel's life.
+	Tunnel *Tunnel
+}
+
+// Tunnel describes an upgraded connection (RFC 9110 §7.8) relayed after a
+// 101.
+type Tunnel struct {
+	// Protocol is the protocol switched to (the 101's Upgrade).
+	Protocol string
+	// Up and Down count the bytes relayed after the 101: client to
+	// upstream and upstream to client.
+	Up, Down int64
+	// Duration is the tunnel's life, from the 101 to its end.
+	Duration time.Duration
+	// End says what ended it.
+	End TunnelEnd
+}
+
+// TunnelEnd says what ended a tunnel: the first of its two sides to close,
+// or candor.
+type TunnelEnd uint8
+
+// The ends of a tunnel.
+const (
+	// TunnelClientClosed: the client closed (or reset) its connection, or
+	// stopped taking bytes.
+	TunnelClientClosed TunnelEnd = iota
+	// TunnelUpstreamClosed: the upstream did.
+	TunnelUpstreamClosed
+	// TunnelIdle: no byte went either way for the route's upgrade.idle.
+	TunnelIdle
+	// TunnelShutdown: candor closed it (shutdown, or a reload that changed
+	// its route's upstream).
+	TunnelShutdown
+)
+
+// String returns the end's log value: client_closed, upstream_closed, idle
+// or shutdown.
+func (e TunnelEnd) String() string {
+	switch e {
+	case TunnelUpstreamClosed:
+		return "upstream_closed"
+	case TunnelIdle:
+		return "idle"
+	case TunnelShutdown:
+		return "shutdown"
+	}
+	return "client_closed"
 }
 
 // Try is one attempt of a request: its target and either the upstream's
@@ -161,6 +211,15 @@ func (r *Record) Attrs() []slog.Attr {
 		slog.Int64("bytes_out", r.BytesOut),
 		slog.Float64("duration_ms", ms(r.Total)),
 	)
+	if t := r.Tunnel; t != nil {
+		a = append(a,
+			slog.String("tunnel.protocol", t.Protocol),
+			slog.String("tunnel.end", t.End.String()),
+			slog.Int64("tunnel.bytes_up", t.Up),
+			slog.Int64("tunnel.bytes_down", t.Down),
+			slog.Float64("tunnel.duration_ms", ms(t.Duration)),
+		)
+	}
 	if r.Upstream != "" {
 		a = append(a,
 			slog.Float64("dns_ms", ms(r.DNS)),

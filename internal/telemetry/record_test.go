@@ -90,3 +90,25 @@ func TestRecordSuccessAndLevels(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordTunnel(t *testing.T) {
+	r := &Record{
+		RequestID: "rid-3", Method: "GET", Path: "/ws", Route: "r", Status: 101, Source: SourceUpstream,
+		Total:  3 * time.Second,
+		Tunnel: &Tunnel{Protocol: "websocket", Up: 10, Down: 20, Duration: 2 * time.Second, End: TunnelIdle},
+	}
+	want := map[string]any{
+		"level": "INFO", "msg": "request", "request_id": "rid-3", "method": "GET", "host": "",
+		"path": "/ws", "route": "r", "status": 101.0, "source": "upstream", "bytes_out": 0.0, "duration_ms": 3000.0,
+		"tunnel.protocol": "websocket", "tunnel.end": "idle", "tunnel.bytes_up": 10.0, "tunnel.bytes_down": 20.0,
+		"tunnel.duration_ms": 2000.0,
+	}
+	if diff := cmp.Diff(want, logged(t, r, slog.LevelInfo)); diff != "" {
+		t.Fatalf("tunnel record (-want +got):\n%s", diff)
+	}
+	for e, s := range map[TunnelEnd]string{TunnelClientClosed: "client_closed", TunnelUpstreamClosed: "upstream_closed", TunnelIdle: "idle", TunnelShutdown: "shutdown"} {
+		if e.String() != s {
+			t.Errorf("%d.String() = %q, want %q", e, e.String(), s)
+		}
+	}
+}

@@ -33,9 +33,9 @@ func addHeadSeeds(f *testing.F) {
 func parseBoth(data []byte, lim Limits, method string) (h, h16 *Head, err, err16 error, consumed int) {
 	rd := bytes.NewReader(data)
 	br := bufio.NewReaderSize(rd, 4096)
-	h, err = readHead(br, lim, method)
+	h, err = readHead(br, lim, method, "")
 	consumed = len(data) - br.Buffered() - rd.Len()
-	h16, err16 = readHead(bufio.NewReaderSize(bytes.NewReader(data), 16), lim, method)
+	h16, err16 = readHead(bufio.NewReaderSize(bytes.NewReader(data), 16), lim, method, "")
 	return h, h16, err, err16, consumed
 }
 
@@ -167,7 +167,7 @@ func FuzzHeadDifferential(f *testing.F) {
 			method = "HEAD"
 		}
 		lim := Limits{Bytes: 1 << 20, Fields: 1 << 12}
-		h, err := readHead(bufio.NewReader(bytes.NewReader(data)), lim, method)
+		h, err := readHead(bufio.NewReader(bytes.NewReader(data)), lim, method, "")
 		std, stdSize, stdErr := readResponseStd(data, method)
 		switch {
 		case err != nil && stdErr != nil:

@@ -60,6 +60,11 @@ type Head struct {
 	// Size is the number of bytes the head took on the wire, interim
 	// responses included.
 	Size int
+	// Upgrade is, for a 101 (Switching Protocols) response, the protocols
+	// the upstream switched to: its Upgrade field, which is hop-by-hop and
+	// so not in Fields (the caller relays it with its own Connection:
+	// Upgrade). Empty for every other status.
+	Upgrade string
 }
 
 // Limits bounds a response head.
@@ -88,11 +93,13 @@ func errHead(k failure.Kind, detail string) error { return failure.New(k, detail
 
 // readHead reads and validates a complete response head, skipping interim
 // 1xx responses (RFC 9110 §15.2). method is the request's method: a response
-// to HEAD has no body (RFC 9112 §6.3 rule 1).
-func readHead(br *bufio.Reader, lim Limits, method string) (*Head, error) {
+// to HEAD has no body (RFC 9112 §6.3 rule 1). upgrade is the request's
+// Upgrade field, empty when it asked for none: a 101 (Switching Protocols)
+// is a final head only in answer to one, and only to a protocol it offered.
+func readHead(br *bufio.Reader, lim Limits, method, upgrade string) (*Head, error) {
 	hr := headReader{br: br, lim: lim}
 	for range maxInterim + 1 {
-		h, err := hr.readOne(method)
+		h, err := hr.readOne(method, upgrade)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +159,7 @@ func (hr *headReader) readLine(k failure.Kind, what string) ([]byte, error) {
 }
 
 // readOne reads one status line and header section.
-func (hr *headReader) readOne(method string) (*Head, error) {
+func (hr *headReader) readOne(method, upgrade string) (*Head, error) {
 	if hr.used == 0 {
 		if err := hr.sniff(); err != nil {
 			return nil, err
@@ -187,12 +194,14 @@ func (hr *headReader) readOne(method string) (*Head, error) {
 		}
 		h.Fields = append(h.Fields, f)
 	}
-	if h.Status < 200 {
-		if h.Status == 101 {
-			// RFC 9110 §15.2.2: a server sends 101 only in answer to
-			// Upgrade; candor forwards no Upgrade to the upstream.
-			return nil, errHead(failure.UnexpectedUpgrade, "101 Switching Protocols to a request without Upgrade")
+	if h.Status == 101 {
+		if err := fr.switching(h, upgrade); err != nil {
+			return nil, err
 		}
+		h.Fields = dropHopByHop(h.Fields, fr.connection)
+		return h, nil
+	}
+	if h.Status < 200 {
 		return h, nil
 	}
 	if err := fr.decide(h, method); err != nil {
@@ -332,6 +341,7 @@ type framing struct {
 	teChunked  int // chunked codings seen
 	teOther    string
 	connection []string // lower-case tokens of Connection
+	upgrade    []string // Upgrade field values, kept for a 101
 }
 
 func (fr *framing) note(f Field, h *Head) error {
@@ -363,8 +373,66 @@ func (fr *framing) note(f Field, h *Head) error {
 		}
 	case strings.EqualFold(f.Name, "Keep-Alive"):
 		h.KeepAlive = keepAliveTimeout(f.Value)
+	case strings.EqualFold(f.Name, "Upgrade"):
+		fr.upgrade = append(fr.upgrade, f.Value)
 	}
 	return nil
+}
+
+// switching validates a 101 (Switching Protocols) response to a request
+// whose Upgrade field was offered ("" for none). RFC 9110 §15.2.2: a server
+// sends 101 only in answer to Upgrade; §7.8: its Upgrade field names the
+// protocols it switches to, and it "MUST NOT switch to a protocol that was
+// not indicated by the client". Connection: upgrade, which the server also
+// ought to send, is not required: its absence is no risk once both sides
+// agree on the switch. A 101 has no body: Transfer-Encoding (RFC 9112 §6.1)
+// and Content-Length (RFC 9110 §8.6) are forbidden in it, and candor rejects
+// them rather than guess where the new protocol starts. The connection is
+// never reused for HTTP afterwards.
+func (fr *framing) switching(h *Head, offered string) error {
+	if offered == "" {
+		return errHead(failure.UnexpectedUpgrade, "101 Switching Protocols to a request without Upgrade")
+	}
+	if fr.te {
+		return errHead(failure.InvalidFraming, "Transfer-Encoding in a 101 response (RFC 9112 §6.1)")
+	}
+	if fr.clSeen {
+		return errHead(failure.InvalidFraming, "Content-Length in a 101 response (RFC 9110 §8.6)")
+	}
+	got := strings.Join(fr.upgrade, ", ")
+	n := 0
+	for tok := range strings.SplitSeq(got, ",") {
+		tok = strings.Trim(tok, " \t")
+		if tok == "" {
+			continue // RFC 9110 §5.6.1: empty list elements are ignored
+		}
+		if !upgradeOffered(offered, tok) {
+			return errHead(failure.UnexpectedUpgrade, "101 Switching Protocols to "+failure.Quote([]byte(tok))+", which the request did not offer (RFC 9110 §7.8); it offered "+failure.Quote([]byte(offered)))
+		}
+		n++
+	}
+	if n == 0 {
+		return errHead(failure.UnexpectedUpgrade, "101 Switching Protocols without an Upgrade field naming the new protocol (RFC 9110 §7.8)")
+	}
+	h.Upgrade = got
+	h.Mode = BodyNone
+	h.Close = true
+	return nil
+}
+
+// upgradeOffered reports whether the protocol tok (protocol-name
+// ["/" protocol-version], RFC 9110 §7.8) is among the comma-separated
+// protocols of offered. Names compare case-insensitively; a version, when
+// both give one, must match too.
+func upgradeOffered(offered, tok string) bool {
+	name, version, _ := strings.Cut(tok, "/")
+	for o := range strings.SplitSeq(offered, ",") {
+		oName, oVersion, _ := strings.Cut(strings.Trim(o, " \t"), "/")
+		if strings.EqualFold(name, oName) && (version == "" || oVersion == "" || strings.EqualFold(version, oVersion)) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteContentLength applies RFC 9112 §6.3 rule 5 and RFC 9110 §8.6:

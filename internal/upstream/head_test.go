@@ -19,15 +19,16 @@ import (
 // headCase is one row of TestReadHead: raw bytes in, and either the Head
 // readHead must return or the failure it must report.
 type headCase struct {
-	name   string
-	in     string // the response head(s); Size must equal len(in)
-	body   string // bytes after the head, which readHead must leave unread
-	method string // default GET
-	lim    Limits // default testLimits
-	want   *Head  // nil for a failure
-	kind   failure.Kind
-	detail string // a substring of the failure's Detail
-	eof    bool   // a plain io.EOF, no *failure.Error
+	name    string
+	in      string // the response head(s); Size must equal len(in)
+	body    string // bytes after the head, which readHead must leave unread
+	method  string // default GET
+	upgrade string // the request's Upgrade; default none
+	lim     Limits // default testLimits
+	want    *Head  // nil for a failure
+	kind    failure.Kind
+	detail  string // a substring of the failure's Detail
+	eof     bool   // a plain io.EOF, no *failure.Error
 }
 
 // valid is a row whose head parses to want.
@@ -40,9 +41,10 @@ func invalid(name, in string, k failure.Kind, detail string) headCase {
 	return headCase{name: name, in: in, kind: k, detail: detail}
 }
 
-func (c headCase) withMethod(m string) headCase { c.method = m; return c }
-func (c headCase) withBody(b string) headCase   { c.body = b; return c }
-func (c headCase) withLimits(l Limits) headCase { c.lim = l; return c }
+func (c headCase) withMethod(m string) headCase  { c.method = m; return c }
+func (c headCase) withUpgrade(u string) headCase { c.upgrade = u; return c }
+func (c headCase) withBody(b string) headCase    { c.body = b; return c }
+func (c headCase) withLimits(l Limits) headCase  { c.lim = l; return c }
 
 // headOpt adjusts an expected Head.
 type headOpt func(*Head)
@@ -67,6 +69,11 @@ func fields(nv ...string) headOpt {
 
 func http10(h *Head)  { h.Minor = 0 }
 func closing(h *Head) { h.Close = true }
+
+// switched marks the expected Head of a 101 to protocols.
+func switched(protocols string) headOpt {
+	return func(h *Head) { h.Upgrade, h.Close = protocols, true }
+}
 
 func keepAliveHint(n int) headOpt { return func(h *Head) { h.KeepAlive = n } }
 
@@ -204,6 +211,47 @@ func headCases() []headCase {
 		invalid("101 after 100",
 			"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n",
 			failure.UnexpectedUpgrade, "101"),
+		// 101 in answer to an Upgrade (RFC 9110 §7.8, §15.2.2).
+		valid("101 to the offered protocol",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+			resp(101, "Switching Protocols", BodyNone, -1, fields("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), switched("websocket"))).
+			withUpgrade("websocket").withBody("\x81\x02hi"),
+		valid("101 protocol names are case-insensitive",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: upgrade\r\n\r\n",
+			resp(101, "Switching Protocols", BodyNone, -1, switched("WebSocket"))).withUpgrade("websocket"),
+		valid("101 to one of several offered",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket/13\r\n\r\n",
+			resp(101, "Switching Protocols", BodyNone, -1, switched("websocket/13"))).withUpgrade("foo/2, websocket"),
+		valid("101 after 100 to an upgrade request",
+			"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+			resp(101, "Switching Protocols", BodyNone, -1, switched("websocket"))).withUpgrade("websocket"),
+		valid("101 drops fields named by Connection",
+			"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+			resp(101, "Switching Protocols", BodyNone, -1, fields("Sec-WebSocket-Protocol", "chat"), switched("websocket"), keepAliveHint(5))).withUpgrade("websocket"),
+		valid("426 to an upgrade request is a plain response",
+			"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n",
+			resp(426, "Upgrade Required", BodyLength, 0)).withUpgrade("websocket"),
+		invalid("101 to a protocol not offered",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+			failure.UnexpectedUpgrade, `to "h2c", which the request did not offer`).withUpgrade("websocket"),
+		invalid("101 to an offered and a not offered protocol",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket, h2c\r\n\r\n",
+			failure.UnexpectedUpgrade, `"h2c"`).withUpgrade("websocket"),
+		invalid("101 to another version",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo/3\r\n\r\n",
+			failure.UnexpectedUpgrade, "did not offer").withUpgrade("foo/2"),
+		invalid("101 without Upgrade to an upgrade request",
+			"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+			failure.UnexpectedUpgrade, "without an Upgrade field").withUpgrade("websocket"),
+		invalid("101 with an empty Upgrade",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: , \r\n\r\n",
+			failure.UnexpectedUpgrade, "without an Upgrade field").withUpgrade("websocket"),
+		invalid("101 with Content-Length",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+			failure.InvalidFraming, "Content-Length in a 101").withUpgrade("websocket"),
+		invalid("101 with Transfer-Encoding",
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n",
+			failure.InvalidFraming, "Transfer-Encoding in a 101").withUpgrade("websocket"),
 		invalid("malformed field in an interim response",
 			"HTTP/1.1 103 Early Hints\r\nLink : x\r\n\r\n"+final,
 			failure.MalformedHeader, "whitespace before the colon"),
@@ -458,7 +506,7 @@ func TestReadHead(t *testing.T) {
 					lim = testLimits
 				}
 				br := bufio.NewReaderSize(strings.NewReader(tc.in+tc.body), bufSize)
-				h, err := readHead(br, lim, method)
+				h, err := readHead(br, lim, method, tc.upgrade)
 				switch {
 				case tc.eof:
 					if err != io.EOF || failure.KindOf(err) != failure.KindUnknown {
@@ -504,7 +552,7 @@ func TestReadHead(t *testing.T) {
 // escaped and bounded, so an upstream cannot forge log lines.
 func TestReadHeadDetailQuotes(t *testing.T) {
 	in := "HTTP/1.1 200 OK\r\nX-Evil: " + strings.Repeat("a", 200) + "\x00\r\n\r\n"
-	_, err := readHead(bufio.NewReader(strings.NewReader(in)), testLimits, "GET")
+	_, err := readHead(bufio.NewReader(strings.NewReader(in)), testLimits, "GET", "")
 	fe := asFailure(t, err)
 	if strings.ContainsAny(fe.Detail, "\x00\r\n") {
 		t.Errorf("detail has raw control bytes: %q", fe.Detail)
@@ -537,7 +585,7 @@ func BenchmarkReadHead(b *testing.B) {
 	for b.Loop() {
 		rd.Reset(in)
 		br.Reset(rd)
-		h, err := readHead(br, testLimits, "GET")
+		h, err := readHead(br, testLimits, "GET", "")
 		if err != nil || len(h.Fields) != 9 {
 			b.Fatalf("readHead = %+v, %v", h, err)
 		}

@@ -247,6 +247,16 @@ type Request struct {
 	Deadline time.Time
 	// Attempt numbers the attempt, from 1, for error records.
 	Attempt int
+	// Upgrade, when not empty, asks the upstream to switch protocols (RFC
+	// 9110 §7.8): the transport sends "Connection: Upgrade" and "Upgrade:
+	// " + Upgrade, a list of protocol tokens the caller has already
+	// checked. A 101 answer is then valid if it switches to one of them,
+	// and its connection is the caller's through [Response.Hijack]; any
+	// other answer is an ordinary response. An upgrade request always goes
+	// on a fresh connection (never a pooled one, so there is no keep-alive
+	// race), is never replayed whatever Replayable says, and its
+	// connection is never pooled afterwards.
+	Upgrade string
 }
 
 // Response is a response whose head was valid. Its Body must be read to
@@ -258,6 +268,36 @@ type Response struct {
 	Reused bool
 	// Timing of the attempt.
 	Timing Timing
+}
+
+// Hijack takes over the connection of a 101 (Switching Protocols)
+// response: it returns the connection and its buffered reader, which may
+// already hold bytes of the new protocol that arrived with the head. The
+// request's context no longer affects the connection, which has no
+// deadlines and is never pooled; the caller closes it. Body must not be
+// used afterwards. Hijack fails for any other status, when called twice,
+// and with a ClientCanceled *failure.Error when the request's context
+// ended first (the connection is then closed).
+func (r *Response) Hijack() (net.Conn, *bufio.Reader, error) {
+	b := r.Body
+	if r.Status != http.StatusSwitchingProtocols {
+		return nil, nil, errors.New("upstream: Hijack of a " + strconv.Itoa(r.Status) + " response")
+	}
+	if b.closed || b.done || b.err != nil {
+		return nil, nil, errors.New("upstream: Hijack of a closed or hijacked response")
+	}
+	b.freeze()
+	b.done, b.closed = true, true
+	c := b.c
+	c.idleLimit = 0
+	if !b.att.end() {
+		// The cancellation hook ran and poisoned the deadlines.
+		c.close()
+		return nil, nil, failure.Wrap(failure.ClientCanceled, "before the upgraded connection was taken over", b.att.ctx.Err())
+	}
+	c.ctx = nil
+	c.nc.SetDeadline(time.Time{})
+	return c.nc, c.br, nil
 }
 
 // Timing records when the phases of an attempt ended, as offsets from its
@@ -339,7 +379,7 @@ func (t *Transport) RoundTrip(ctx context.Context, tg *Target, req *Request) (*R
 func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh bool) (*Response, error, bool) {
 	a := &attempt{t: t, tg: tg, ctx: ctx, req: req, start: time.Now()}
 	var c *conn
-	if !fresh && t.opt.MaxIdlePerTarget > 0 {
+	if !fresh && t.opt.MaxIdlePerTarget > 0 && req.Upgrade == "" {
 		c = tg.pool.get(a.start)
 	}
 	if c != nil {
@@ -398,7 +438,7 @@ func (t *Transport) earlyResponse(a *attempt, c *conn) (*Response, bool) {
 		return nil, false
 	}
 	c.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method)
+	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade)
 	if err != nil {
 		return nil, false
 	}
@@ -422,7 +462,7 @@ func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
 	if err := c.setReadDeadline(a.req.bound(time.Now().Add(wait))); err != nil {
 		return nil, err
 	}
-	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method)
+	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +477,9 @@ func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
 
 func (t *Transport) respond(a *attempt, c *conn, h *Head) *Response {
 	b := &Body{c: c, att: a, mode: h.Mode, left: h.ContentLength}
-	if h.Close {
+	if h.Close || a.req.Upgrade != "" {
+		// An upstream that declined an upgrade may still be in a state
+		// that HTTP does not describe: its connection is not reused.
 		c.idleLimit = 0
 	}
 	resp := &Response{Head: h, Body: b, Reused: a.reused, Timing: a.timing}
@@ -470,6 +512,14 @@ func (t *Transport) write(a *attempt, c *conn) error {
 		bw.WriteString(f.Name)
 		bw.WriteString(": ")
 		bw.WriteString(f.Value)
+		bw.WriteString("\r\n")
+	}
+	if req.Upgrade != "" {
+		// RFC 9110 §7.8: a sender of Upgrade also sends the "upgrade"
+		// connection option. The client's own Connection and Upgrade
+		// were hop-by-hop and are not forwarded.
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.WriteString(req.Upgrade)
 		bw.WriteString("\r\n")
 	}
 	switch {
