@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -67,12 +68,17 @@ func (h *Handler) attempts(x *exchange, rt *Route, req *upstream.Request) (*upst
 			req.Body = req.GetBody()
 		}
 		x.rec.Attempts = attempt
+		sp := x.span.StartAttempt(rt.Upstream.Name(), tg.Addr, attempt)
+		traceFields(req, sp)
 		tg.Acquire()
+		x.inflight = tg // released by the panic handler if it gets that far
 		resp, err := rt.Upstream.RoundTrip(ctx, tg, req)
 		if err != nil {
+			x.inflight = nil
 			tg.Release()
 			fe := asFailure(ctx, err)
 			x.rec.Tries = append(x.rec.Tries, telemetry.Try{Attempt: attempt, Target: tg.Addr, Cause: fe.Kind.String()})
+			sp.End(0, fe)
 			if rt.Health != nil {
 				rt.Health.Report(tg, fe, 0)
 			}
@@ -82,25 +88,28 @@ func (h *Handler) attempts(x *exchange, rt *Route, req *upstream.Request) (*upst
 			}
 			break
 		}
-		if rt.Health != nil {
-			rt.Health.Report(tg, nil, resp.Status)
-		}
+		// Passive health hears of a passed-on response once its body has
+		// ended (report): a body fault must count against the target.
 		x.rec.Tries = append(x.rec.Tries, telemetry.Try{Attempt: attempt, Target: tg.Addr, Status: resp.Status})
 		if slices.Contains(rt.Retry.OnStatus, resp.Status) && attempt < rt.Retry.Attempts && req.Replayable && holdable(resp) {
 			data, err := readLimited(resp.Body, heldLimit)
 			resp.Body.Close()
+			rt.report(tg, resp)
+			x.inflight = nil
 			if err != nil {
 				// The held response broke: a failed attempt like any
 				// other.
 				tg.Release()
 				fe := asFailure(ctx, err)
 				x.rec.Tries[len(x.rec.Tries)-1].Cause = fe.Kind.String()
+				sp.End(resp.Status, fe)
 				last = fe
 				if h.again(x, rt, req, attempt, retry.Safe(fe, req.Replayable)) {
 					continue
 				}
 				break
 			}
+			sp.End(resp.Status, nil)
 			if hold != nil {
 				hold.tg.Release()
 			}
@@ -110,9 +119,13 @@ func (h *Handler) attempts(x *exchange, rt *Route, req *upstream.Request) (*upst
 			}
 			break
 		}
+		// The attempt's span ends at the response head; the body's fate
+		// is the request span's.
+		sp.End(resp.Status, nil)
 		if hold != nil {
 			hold.tg.Release()
 		}
+		x.inflight = nil // the caller releases it
 		return resp, tg
 	}
 	if hold != nil && (last == nil || last.Kind != failure.ClientCanceled) {
@@ -151,9 +164,41 @@ func (h *Handler) again(x *exchange, rt *Route, req *upstream.Request, attempt i
 	}
 }
 
+// traceFields sets the attempt's W3C trace context (traceparent and, when
+// the trace has one, tracestate) among the fields candor sends upstream,
+// replacing a previous attempt's. a is nil when the request is not traced.
+func traceFields(req *upstream.Request, a *telemetry.Attempt) {
+	if a == nil {
+		return
+	}
+	tp, ts := a.Fields()
+	req.Extra = setField(req.Extra, "Traceparent", tp)
+	if ts != "" {
+		req.Extra = setField(req.Extra, "Tracestate", ts)
+	}
+}
+
+// setField sets the field name (canonical) in fs to value, appending it
+// when absent.
+func setField(fs []upstream.Field, name, value string) []upstream.Field {
+	for i := range fs {
+		if fs[i].Name == name {
+			fs[i].Value = value
+			return fs
+		}
+	}
+	return append(fs, upstream.Field{Name: name, Value: value})
+}
+
 // pickUntried picks a target, preferring one not tried yet for this
 // request: a retry goes to another target when there is one.
+//
+// A key (consistent hashing) maps to the same target on every pick, so
+// once its target was tried the retry is balanced without the key.
 func pickUntried(p Picker, key string, tried []*upstream.Target) *upstream.Target {
+	if len(tried) > 0 {
+		key = ""
+	}
 	var tg *upstream.Target
 	for range 4 {
 		tg = p.Pick(key)
@@ -162,6 +207,16 @@ func pickUntried(p Picker, key string, tried []*upstream.Target) *upstream.Targe
 		}
 	}
 	return tg
+}
+
+// report tells passive health the outcome of an attempt whose response
+// was read: a body fault, or success with the upstream's status.
+func (rt *Route) report(tg *upstream.Target, resp *upstream.Response) {
+	if rt.Health == nil {
+		return
+	}
+	fe, _ := errors.AsType[*failure.Error](resp.Body.Err())
+	rt.Health.Report(tg, fe, resp.Status)
 }
 
 // usableCounter is implemented by pickers that can tell how many targets

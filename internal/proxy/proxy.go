@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -106,27 +107,62 @@ type Table struct {
 
 // Options configure a Handler.
 type Options struct {
+	// Tracer, when set, traces every request: a server span per request
+	// and a client span per upstream attempt, whose W3C trace context
+	// replaces the client's in the upstream request. Nil traces nothing.
+	Tracer *telemetry.Tracer
 	// Log receives one record per gateway failure, and per request when
 	// Access is set.
 	Log *slog.Logger
 	// Access logs successful requests too.
 	Access bool
+	// Sample is the fraction of successful requests logged when Access
+	// is set, 0 to 1 (outside that range: 1); failures are always logged.
+	Sample float64
+	// Query logs query strings, which may carry secrets; by default only
+	// the path is logged.
+	Query bool
+	// Recorder receives every finished request's record (the admin API's
+	// recent failures and rates); nil for none. It must not keep the
+	// pointer.
+	Recorder Recorder
+	// Metrics counts every finished request (and requests in flight);
+	// nil for none.
+	Metrics *telemetry.Metrics
+}
+
+// Recorder takes a finished request's record; see [telemetry.Recent].
+type Recorder interface {
+	Record(*telemetry.Record)
 }
 
 // Handler is the gateway's http.Handler. Its Table can be swapped at any
 // time; each request uses the Table that was current when it started.
 type Handler struct {
 	table  atomic.Pointer[Table]
+	tracer *telemetry.Tracer // nil when not tracing
 	log    *slog.Logger
 	access bool
+	sample float64
+	query  bool
 	bufs   sync.Pool
 	// tunnels are the upgraded connections being relayed (tunnel.go).
 	tunnels tunnelSet
+	// recorder receives every finished record; nil for none.
+	recorder Recorder
+	// metrics counts requests; nil for none.
+	metrics *telemetry.Metrics
 }
 
 // New returns a Handler serving t.
 func New(t *Table, opt Options) *Handler {
-	h := &Handler{log: opt.Log, access: opt.Access}
+	h := &Handler{log: opt.Log, access: opt.Access, sample: opt.Sample, query: opt.Query}
+	h.tracer = opt.Tracer
+	h.recorder = opt.Recorder
+	h.metrics = opt.Metrics
+	if h.sample < 0 || h.sample > 1 {
+		h.sample = 1
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,9 +180,13 @@ type exchange struct {
 	r           *http.Request
 	id          string
 	rec         telemetry.Record
+	span        *telemetry.Span // nil when not tracing
 	wroteHeader bool
 	// body is the upstream response body, once there is one.
 	body *upstream.Body
+	// inflight is a target whose in-flight count this exchange holds
+	// while an attempt runs; the panic handler releases it.
+	inflight *upstream.Target
 	// abort reports that the response must be cut off: its status was
 	// sent and its body broke.
 	abort bool
@@ -160,6 +200,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Time: start, RequestID: x.id, Method: r.Method, Host: r.Host,
 		Path: r.URL.Path,
 	}
+	if h.query && r.URL.RawQuery != "" {
+		x.rec.Path += "?" + r.URL.RawQuery
+	}
+	if h.tracer != nil {
+		x.span = h.tracer.Start(r, x.id)
+		x.rec.TraceID = x.span.TraceID()
+		// The client's trace context is never forwarded as is: each
+		// attempt sends its own (attempt.go), continuing the client's
+		// trace only when the client is trusted.
+		r.Header.Del("Traceparent")
+		r.Header.Del("Tracestate")
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			h.recovered(x, v)
@@ -168,7 +220,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			x.rec.BytesSent, x.rec.BytesReceived = x.body.Wire()
 		}
 		x.rec.Total = time.Since(start)
-		x.rec.Log(r.Context(), h.log)
+		x.span.End(&x.rec)
+		if x.rec.Failed || h.sample >= 1 || rand.Float64() < h.sample {
+			x.rec.Log(r.Context(), h.log)
+		}
+		if h.recorder != nil {
+			h.recorder.Record(&x.rec)
+		}
+		if h.metrics != nil {
+			h.metrics.Observe(&x.rec)
+		}
 		if x.abort {
 			// Cut the response off: HTTP/1.1 closes the connection
 			// short of Content-Length or without the last chunk;
@@ -182,6 +243,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // recovered turns a panic into a 500, or an abort when the status was
 // already sent.
 func (h *Handler) recovered(x *exchange, v any) {
+	if x.inflight != nil {
+		x.inflight.Release()
+		x.inflight = nil
+	}
 	fe := failure.New(failure.InternalError, "panic: "+panicText(v))
 	x.rec.SetFailure(fe)
 	x.rec.Err = string(debug.Stack())
@@ -203,6 +268,11 @@ func (h *Handler) serve(x *exchange) {
 	rt := t.Routes[i]
 	x.rec.Route = rt.Name
 	x.rec.Upstream = rt.Upstream.Name()
+	if h.metrics != nil {
+		g := h.metrics.InFlight(rt.Name)
+		g.Inc()
+		defer g.Dec()
+	}
 	if rt.Maintenance.Load() {
 		h.fail(x, h.selectError(failure.RouteMaintenance, rt))
 		return
@@ -247,12 +317,7 @@ func (h *Handler) serve(x *exchange) {
 	} else {
 		h.stream(x, resp)
 	}
-	if rt.Health != nil {
-		// A body fault after the head counts against the target too.
-		if fe, ok := errors.AsType[*failure.Error](resp.Body.Err()); ok {
-			rt.Health.Report(tg, fe, resp.Status)
-		}
-	}
+	rt.report(tg, resp)
 }
 
 // fail answers with fe's cause, unless the client is gone.

@@ -146,12 +146,11 @@ func (h *Handler) tunnel(x *exchange, rt *Route, protocols string) {
 		} else {
 			h.stream(x, resp)
 		}
-		if rt.Health != nil {
-			if fe, ok := errors.AsType[*failure.Error](resp.Body.Err()); ok {
-				rt.Health.Report(tg, fe, resp.Status)
-			}
-		}
+		rt.report(tg, resp)
 		return
+	}
+	if rt.Health != nil {
+		rt.Health.Report(tg, nil, resp.Status)
 	}
 	h.relay(x, t, resp, free)
 }

@@ -131,9 +131,8 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 	for name, u := range cfg.Upstreams {
 		conf := canonical(u)
 		if old := prev.upstream(name); old != nil && conf != "" && old.conf == conf {
-			for i, t := range u.Targets {
-				old.SetDrain(i, t.Drain)
-			}
+			// Shared with the running generation: its drain flags are
+			// set by the State only once the reload can no longer fail.
 			g.Upstreams[name] = old
 			continue
 		}
@@ -158,7 +157,7 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 		rt := &proxy.Route{
 			Name: rc.Name, Upstream: up.Transport, Picker: up.Balancer,
 			Limiter: up.Limiter, Health: up.Health, Key: up.Key,
-			Retry: buildRetry(rc.Retry),
+			Retry: buildRetry(rc.Retry, prev.budget(rc.Name, rc.Retry)),
 		}
 		rt.Maintenance.Store(rc.Maintenance)
 		if rc.Strict != nil {
@@ -235,9 +234,28 @@ func hashKey(kind, name string) func(*http.Request) string {
 	return func(r *http.Request) string { return r.Header.Get(name) }
 }
 
+// budget returns the retry budget of g's route name when its budget
+// settings equal rc's, so that a reload does not hand out a fresh floor of
+// retries; nil otherwise (g may be nil).
+func (g *Generation) budget(name string, rc config.Retry) *retry.Budget {
+	if g == nil {
+		return nil
+	}
+	for i, rt := range g.Table.Routes {
+		old := g.Config.Routes[i].Retry
+		if rt.Name == name && old.BudgetRatio == rc.BudgetRatio && old.BudgetMinPerSecond == rc.BudgetMinPerSecond {
+			return rt.Retry.Budget
+		}
+	}
+	return nil
+}
+
 // buildRetry turns a route's retry configuration into its policy, with
-// its own budget.
-func buildRetry(rc config.Retry) proxy.Retry {
+// budget (nil: a new one).
+func buildRetry(rc config.Retry, budget *retry.Budget) proxy.Retry {
+	if budget == nil {
+		budget = retry.NewBudget(rc.BudgetRatio, rc.BudgetMinPerSecond, nil)
+	}
 	return proxy.Retry{
 		Attempts:   max(rc.Attempts, 1),
 		PerTry:     rc.PerTryTimeout.Std(),
@@ -246,7 +264,7 @@ func buildRetry(rc config.Retry) proxy.Retry {
 		MaxBackoff: rc.MaxBackoff.Std(),
 		OnStatus:   rc.OnStatus,
 		BodyBuffer: int64(rc.BodyBuffer),
-		Budget:     retry.NewBudget(rc.BudgetRatio, rc.BudgetMinPerSecond, nil),
+		Budget:     budget,
 	}
 }
 

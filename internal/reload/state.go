@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,7 @@ import (
 	"candor/internal/listener"
 	"candor/internal/proxy"
 	"candor/internal/router"
+	"candor/internal/telemetry"
 	"candor/internal/upstream"
 )
 
@@ -32,6 +35,10 @@ import (
 // handler serves requests concurrently with all of them.
 type State struct {
 	Handler *proxy.Handler
+
+	// tracer is set up once, at Start, from the tracing section (nil
+	// without one); changes of that section need a restart.
+	tracer *telemetry.Tracer
 
 	mu      sync.Mutex
 	gen     *Generation
@@ -47,15 +54,27 @@ type State struct {
 	// it.
 	overrides map[string]override
 
-	// loaded and tried are digests of the file bytes last applied and
-	// last attempted, so that a watcher reloads only real changes and
-	// reports a broken save once.
-	loaded, tried [32]byte
+	// tried is the digest of the file bytes last attempted (applied or
+	// rejected), so that a watcher reloads only real changes and reports
+	// a broken save once.
+	tried [32]byte
+	// reloading serialises reloads from reading the file to the swap, so
+	// that an older read is never applied after a newer one.
+	reloading sync.Mutex
+	// closed is set by Shutdown: later reloads do nothing.
+	closed bool
+	// token is the admin token in force (a string), read by every admin
+	// request without taking mu.
+	token atomic.Value
 
 	status  admin.Status
 	reg     *prometheus.Registry
 	reloads *prometheus.CounterVec
 	lastOK  prometheus.Gauge
+
+	// recent keeps the last failures and the rates for the admin API;
+	// its size (admin.failures) is read at start.
+	recent *telemetry.Recent
 }
 
 // override is an admin-set value and the file's value it overrode.
@@ -68,7 +87,7 @@ func StartFile(cfg *config.Config, data []byte, log *slog.Logger) (*State, error
 	if err != nil {
 		return nil, err
 	}
-	s.loaded, s.tried = digest(data), digest(data)
+	s.tried = digest(data)
 	return s, nil
 }
 
@@ -100,9 +119,19 @@ func Start(cfg *config.Config, log *slog.Logger) (*State, error) {
 		Help: "Unix time of the last configuration load that took effect.",
 	})
 	s.reg.MustRegister(s.reloads, s.lastOK, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.Handler = proxy.New(&proxy.Table{Router: router.New(nil)}, proxy.Options{Log: log, Access: cfg.Log.Access})
+	// Request metrics, and target health and pools read at scrape time.
+	metrics := telemetry.NewMetrics(s.reg)
+	s.reg.MustRegister(telemetry.NewTargetCollector(s.targetStats))
+	tracer, err := newTracer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.tracer = tracer
+	s.recent = telemetry.NewRecent(failuresOf(cfg))
+	s.Handler = proxy.New(&proxy.Table{Router: router.New(nil)}, proxy.Options{Recorder: s.recent, Tracer: tracer, Log: log, Access: cfg.Log.Access, Sample: sampleOf(cfg.Log.Sample), Query: cfg.Log.Query, Metrics: metrics})
 	if err := s.apply(cfg); err != nil {
 		s.reloads.WithLabelValues("failure").Inc()
+		s.tracer.Shutdown(context.Background())
 		return nil, err
 	}
 	return s, nil
@@ -137,18 +166,14 @@ func (s *State) Generation() *Generation {
 // running generation keeps serving; the error is logged with file, line
 // and reason, counted, and shown by the admin API.
 func (s *State) Reload() error {
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
 	cfg, data, err := LoadFile(s.file)
-	d := digest(data)
 	s.mu.Lock()
-	s.tried = d
+	s.tried = digest(data)
 	s.mu.Unlock()
 	if err == nil {
 		err = s.apply(cfg)
-	}
-	if err == nil {
-		s.mu.Lock()
-		s.loaded = d
-		s.mu.Unlock()
 	}
 	if err != nil {
 		s.mu.Lock()
@@ -184,7 +209,13 @@ func (s *State) ReloadIfChanged() {
 func (s *State) apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("candor is shutting down")
+	}
 	prev := s.gen
+	if prev != nil {
+		s.warnRestart(prev.Config, cfg)
+	}
 
 	g, err := Build(cfg, s.log, prev)
 	if err != nil {
@@ -201,16 +232,26 @@ func (s *State) apply(cfg *config.Config) error {
 	}
 	adminChanged := prev == nil || adminAddr(cfg) != adminAddr(prev.Config)
 	if adminChanged && cfg.Admin != nil {
-		if newAdmin, err = listener.Listen(cfg.Admin.Listen, admin.Handler(s, s.reg), s.log); err != nil {
+		if newAdmin, err = listener.Listen(cfg.Admin.Listen, admin.WithToken(admin.Handler(s, s.reg), s.adminToken), s.log); err != nil {
 			closeAll(newGateway)
 			g.closeExcept(prev)
 			return fmt.Errorf("%s: admin.listen: %w", cfg.File, err)
 		}
 	}
+	// Nothing can fail from here on: drain flags and admin settings
+	// reach the (possibly shared) upstreams only now.
 	s.applyOverrides(cfg, g)
+	if cfg.Admin != nil {
+		s.token.Store(cfg.Admin.Token)
+	} else {
+		s.token.Store("")
+	}
 	g.Start(prev)
 	s.Handler.Swap(g.Table) // requests that started earlier finish on the old table
 	s.gen = g
+	if prev != nil && tracingChanged(prev.Config.Tracing, cfg.Tracing) {
+		s.log.Warn("tracing configuration changed: it takes effect at the next restart", "config", cfg.File)
+	}
 
 	drain := cfg.DrainTimeout.Std()
 	if newGateway != nil {
@@ -283,14 +324,16 @@ func (s *State) applyOverrides(cfg *config.Config, g *Generation) {
 	}
 	for name, up := range g.Upstreams {
 		for i, tg := range up.Transport.Targets() {
+			drain := cfg.Upstreams[name].Targets[i].Drain
 			key := "target " + name + " " + tg.Addr
 			if o, ok := s.overrides[key]; ok {
-				if o.file == cfg.Upstreams[name].Targets[i].Drain {
-					up.SetDrain(i, o.on)
+				if o.file == drain {
+					drain = o.on
 				} else {
 					delete(s.overrides, key)
 				}
 			}
+			up.SetDrain(i, drain)
 		}
 	}
 }
@@ -356,6 +399,7 @@ func (s *State) Upstreams() []admin.UpstreamState {
 					ts.Healthy, ts.Ejected, ts.EjectedUntil, ts.LastCause = h.Healthy, h.Ejected, h.EjectedUntil, h.LastCause
 				}
 			}
+			ts.RecentCauses = s.recent.TargetCauses(name, tg.Addr)
 			us.Targets = append(us.Targets, ts)
 		}
 		out = append(out, us)
@@ -382,14 +426,22 @@ func (s *State) Routes() []admin.RouteState {
 // done (net/http answers the last response of each keep-alive connection
 // with Connection: close), ends tunnels, and releases the generation.
 func (s *State) Shutdown(ctx context.Context) error {
+	// Take what is needed and let go of the lock before draining: admin
+	// requests during the drain must not wait for it (nor it for them).
+	s.reloading.Lock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.gateway.Shutdown(ctx)
-	if s.admin != nil {
-		err = errors.Join(err, s.admin.Shutdown(ctx))
+	s.closed = true
+	gateway, adm, gen, tracer := s.gateway, s.admin, s.gen, s.tracer
+	s.mu.Unlock()
+	s.reloading.Unlock()
+	err := gateway.Shutdown(ctx)
+	if adm != nil {
+		err = errors.Join(err, adm.Shutdown(ctx))
 	}
 	s.Handler.CloseTunnels(func(string, *upstream.Transport) bool { return true })
-	s.gen.Close()
+	gen.Close()
+	// Spans of the requests that just finished are exported now.
+	err = errors.Join(err, tracer.Shutdown(ctx))
 	return err
 }
 
@@ -398,6 +450,45 @@ func (s *State) DrainTimeout() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.gen.Config.DrainTimeout.Std()
+}
+
+// sampleOf returns the configured sample fraction; nil means 1.
+func sampleOf(p *float64) float64 {
+	if p == nil {
+		return 1
+	}
+	return *p
+}
+
+// adminToken returns the admin token in force.
+func (s *State) adminToken() string {
+	tok, _ := s.token.Load().(string)
+	return tok
+}
+
+// warnRestart logs the settings a reload does not change: they need a
+// restart (the log and its destination, and file watching).
+func (s *State) warnRestart(old, cfg *config.Config) {
+	if !reflect.DeepEqual(old.Log, cfg.Log) {
+		s.log.Warn("log settings changed: they take effect at the next restart", "config", cfg.File)
+	}
+	if old.Watching() != cfg.Watching() {
+		s.log.Warn("watch changed: it takes effect at the next restart", "config", cfg.File)
+	}
+}
+
+// Failures implements admin.Control: the most recent failed requests.
+func (s *State) Failures() []telemetry.Failure { return s.recent.Failures() }
+
+// Rates implements admin.Control: request and failure counts by cause.
+func (s *State) Rates() telemetry.Rates { return s.recent.Rates() }
+
+// failuresOf returns how many recent failures the admin API keeps.
+func failuresOf(cfg *config.Config) int {
+	if cfg.Admin == nil || cfg.Admin.Failures <= 0 {
+		return telemetry.DefaultFailures
+	}
+	return cfg.Admin.Failures
 }
 
 // File returns the configuration file.
