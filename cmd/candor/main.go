@@ -5,6 +5,8 @@
 //	candor validate candor.yaml   check a configuration and exit
 //	candor demo                   run the gateway in front of a misbehaving demo upstream
 //	candor causes                 print the cause table
+//	candor diagnose URL           walk a request to an upstream step by step
+//	candor explain CAUSE          print a cause's page
 //	candor version                print the version
 package main
 
@@ -25,6 +27,7 @@ import (
 	"candor/internal/admin"
 	"candor/internal/config"
 	"candor/internal/demo"
+	"candor/internal/diagnose"
 	"candor/internal/reload"
 )
 
@@ -43,6 +46,11 @@ const usage = `usage:
   candor validate FILE      check configuration FILE and exit (0: valid)
   candor demo [-listen A]   run the gateway in front of a built-in misbehaving upstream
   candor causes [-json]     print the cause table
+  candor diagnose [--timeout D] [--host H] URL
+                            walk one request to an upstream the way the gateway does
+  candor diagnose --route NAME -c FILE [--timeout D] [--host H] [PATH]
+                            the same with a route's upstream settings
+  candor explain CAUSE      print a cause's page
   candor version            print the version
 `
 
@@ -60,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "causes":
 		return cmdCauses(args[1:], stdout, stderr)
+	case "diagnose":
+		return cmdDiagnose(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "candor", versionString())
 		return 0
@@ -113,6 +125,22 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// logOutput opens the log destination: "stderr" (the default), "stdout",
+// or a file appended to. Changing it needs a restart.
+func logOutput(output string, stderr io.Writer) (io.Writer, func(), error) {
+	switch output {
+	case "", "stderr":
+		return stderr, func() {}, nil
+	case "stdout":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -131,7 +159,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	out, closeOut, err := logOutput(cfg.Log.Output, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "candor: log.output:", err)
+		return 1
+	}
+	defer closeOut()
+	log := newLogger(out, cfg.Log.Level)
 	st, err := reload.StartFile(cfg, data, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "candor:", err)
@@ -222,4 +256,85 @@ func cmdCauses(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s  %d  (phase %s, retry %s)\n  what: %s\n  fix:  %s\n\n", c.ID, c.Status, c.Phase, c.Retry, c.Explanation, c.Fix)
 	}
 	return 0
+}
+
+// cmdDiagnose walks one request to an upstream through the gateway's steps
+// (package diagnose). Flags may come before or after the URL or PATH.
+// Exit 0: a valid response; 1: a failure, with its cause; 2: usage.
+func cmdDiagnose(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	route := fs.String("route", "", "probe the upstream of route `NAME` (needs -c)")
+	file := fs.String("c", "", "configuration `file` (with --route)")
+	timeout := fs.Duration("timeout", 0, "replace the connect, response-head and body idle timeouts with `D`")
+	host := fs.String("host", "", "send Host `H` instead of the target's (or the route's match.host)")
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "candor diagnose: "+format+"\n%s", append(a, usage)...)
+		return 2
+	}
+	if *timeout < 0 {
+		return bad("--timeout must be positive")
+	}
+	var o *diagnose.Options
+	var err error
+	switch {
+	case *route != "":
+		if *file == "" || len(pos) > 1 {
+			return bad("--route NAME needs -c FILE and at most one PATH")
+		}
+		path := ""
+		if len(pos) == 1 {
+			path = pos[0]
+		}
+		cfg, lerr := config.Load(*file)
+		if lerr != nil {
+			fmt.Fprintln(stderr, lerr)
+			return 2
+		}
+		o, err = diagnose.FromRoute(cfg, *route, path)
+	case *file != "":
+		return bad("-c FILE needs --route NAME")
+	case len(pos) != 1:
+		return bad("need exactly one URL, or --route NAME -c FILE")
+	default:
+		o, err = diagnose.FromURL(pos[0])
+	}
+	if err != nil {
+		return bad("%v", err)
+	}
+	if *timeout > 0 {
+		o.SetTimeout(*timeout)
+	}
+	if *host != "" {
+		o.Host = *host
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return diagnose.Run(ctx, stdout, o).ExitCode()
+}
+
+// cmdExplain prints one cause's page; an unknown cause lists the known ids.
+func cmdExplain(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintf(stderr, "candor explain: need exactly one cause id (candor causes lists them)\n%s", usage)
+		return 2
+	}
+	if diagnose.Explain(stdout, args[0]) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "candor explain: unknown cause %q; the known causes are:\n", args[0])
+	for _, id := range diagnose.KnownIDs() {
+		fmt.Fprintln(stderr, "  "+id)
+	}
+	return 2
 }

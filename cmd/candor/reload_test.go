@@ -395,3 +395,50 @@ upstreams:
 	}
 	p.stop(t)
 }
+
+// TestLogOutputFile: log.output sends the structured log to a file.
+func TestLogOutputFile(t *testing.T) {
+	up, err := fault.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "candor.log")
+	path := filepath.Join(dir, "candor.yaml")
+	writeConfig(t, path, `listen: 127.0.0.1:0
+log: {output: candor.log, access: true}
+routes:
+  - {name: api, upstream: api}
+upstreams:
+  api:
+    targets: [{url: "`+up.URL()+`"}]
+`)
+	p := start(t, "run", "-c", path)
+	var addr string
+	deadline := time.Now().Add(10 * time.Second)
+	for addr == "" && time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logFile)
+		if m := regexp.MustCompile(`"msg":"candor started".*"listen":"([0-9.:]+)"`).FindSubmatch(b); m != nil {
+			addr = string(m[1])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatalf("no start record in %s; stderr: %s", logFile, p.stderr.String())
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/ok", nil)
+	req.Header.Set("X-Request-Id", "to-file-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	b, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(b), `"request_id":"to-file-1"`) {
+		t.Fatalf("access record not in the log file:\n%s", b)
+	}
+}

@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"candor/internal/admin/dashboard"
 	"candor/internal/failure"
+	"candor/internal/telemetry"
 )
 
 // ErrNotFound is returned by Control for an unknown route, upstream or
@@ -31,6 +33,12 @@ type Control interface {
 	Upstreams() []UpstreamState
 	SetMaintenance(route string, on bool) error
 	SetDrain(upstream, target string, on bool) error
+	// Failures returns the most recent gateway failures, most recent
+	// first.
+	Failures() []telemetry.Failure
+	// Rates returns request and failure counts by cause over the last
+	// minutes.
+	Rates() telemetry.Rates
 }
 
 // Status is the configuration's life cycle as served by GET /status.
@@ -73,6 +81,9 @@ type TargetState struct {
 	Drained      bool      `json:"drained"`
 	InFlight     int64     `json:"in_flight"`
 	LastCause    string    `json:"last_cause,omitempty"`
+	// RecentCauses counts the target's failures by cause id over the
+	// last ten minutes.
+	RecentCauses map[string]int64 `json:"recent_causes,omitempty"`
 }
 
 // Cause is one row of the cause table as served by GET /causes.
@@ -114,6 +125,10 @@ func Causes() []Cause {
 //	GET  /upstreams                                upstreams and their targets' health, ejection, drain, load
 //	POST /upstreams/{name}/targets/{target}/drain?on=true|false   target: index or host:port
 //	GET  /metrics                                  Prometheus metrics
+//	GET  /readyz                                   200 once a configuration generation is loaded, else 503
+//	GET  /failures                                 the most recent gateway failures, most recent first, with explanation and fix
+//	GET  /rates                                    requests and failures by cause in 5 s buckets over 10 minutes
+//	GET  / and /dashboard                          the dashboard (HTML; assets under /dashboard/)
 func Handler(ctl Control, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -151,6 +166,24 @@ func Handler(ctl Control, reg *prometheus.Registry) http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if st := ctl.Status(); st.Generation > 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "generation": st.Generation})
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "no configuration loaded"})
+	})
+	mux.HandleFunc("GET /failures", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, ctl.Failures())
+	})
+	mux.HandleFunc("GET /rates", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, ctl.Rates())
+	})
+	page := dashboard.Page()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /dashboard", page)
+	mux.Handle("GET /dashboard/{$}", page)
+	mux.Handle("GET /dashboard/", dashboard.Assets())
 	return mux
 }
 

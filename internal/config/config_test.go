@@ -110,6 +110,11 @@ func limitsDefaults() Limits {
 	return Limits{PendingTimeout: Duration(time.Second)}
 }
 
+// logDefaults returns the default log settings, as documented.
+func logDefaults() Log {
+	return Log{Level: "info", Output: "stderr", Sample: new(1.0)}
+}
+
 // roundRobin is the default balancing.
 var roundRobin = Balance{Policy: PolicyRoundRobin}
 
@@ -130,7 +135,7 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen:       "127.0.0.1:8080",
-					Log:          Log{Level: "info"},
+					Log:          logDefaults(),
 					Routes:       []Route{{Name: "web", Upstream: "web", Retry: retryDefaults(), Line: 3}},
 					DrainTimeout: Duration(30 * time.Second),
 					Watch:        new(true),
@@ -157,8 +162,8 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: ":8080",
-					Admin:  &Admin{Listen: "[::1]:9090"},
-					Log:    Log{Level: "info"},
+					Admin:  &Admin{Listen: "[::1]:9090", Failures: 100},
+					Log:    logDefaults(),
 					Routes: []Route{{
 						Name:     "Shop.v2_api-1",
 						Match:    Match{Host: "2001:db8::1", PathPrefix: "/"},
@@ -198,8 +203,12 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: "0.0.0.0:8080",
-					Admin:  &Admin{Listen: "127.0.0.1:9090"},
-					Log:    Log{Level: "warn", Access: true},
+					Admin: &Admin{
+						Listen:   "127.0.0.1:9090",
+						Token:    "change-me-to-a-long-random-secret",
+						Failures: 500,
+					},
+					Log: Log{Level: "warn", Access: true, Output: "stdout", Sample: new(0.5), Query: true},
 					Routes: []Route{
 						{
 							Name:     "api",
@@ -217,14 +226,14 @@ func TestLoadGolden(t *testing.T) {
 								BudgetRatio:        0.1,
 								BudgetMinPerSecond: 5,
 							},
-							Line: 42,
+							Line: 61,
 						},
 						{
 							Name:     "catch-all",
 							Upstream: "web",
 							Upgrade:  &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(time.Hour)},
 							Retry:    retryDefaults(),
-							Line:     98,
+							Line:     117,
 						},
 					},
 					DrainTimeout: Duration(time.Minute),
@@ -232,8 +241,8 @@ func TestLoadGolden(t *testing.T) {
 					Upstreams: map[string]*Upstream{
 						"api": {
 							Targets: []Target{
-								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 119},
-								target("https://api-2.internal:8443", 126),
+								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 138},
+								target("https://api-2.internal:8443", 145),
 							},
 							Timeouts: Timeouts{
 								Connect:        Duration(time.Second),
@@ -278,10 +287,10 @@ func TestLoadGolden(t *testing.T) {
 								TargetMaxConcurrent: 50,
 							},
 							Name: "api",
-							Line: 114,
+							Line: 133,
 						},
 						"web": {
-							Targets:           []Target{target("http://127.0.0.1:3000", 224)},
+							Targets:           []Target{target("http://127.0.0.1:3000", 243)},
 							Timeouts:          timeouts(),
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
@@ -289,8 +298,14 @@ func TestLoadGolden(t *testing.T) {
 							Health:            Health{Passive: passiveDefaults()},
 							Limits:            limitsDefaults(),
 							Name:              "web",
-							Line:              222,
+							Line:              241,
 						},
+					},
+					Tracing: &Tracing{
+						OTLPEndpoint:     "otel-collector.internal:4318",
+						ServiceName:      "candor-edge",
+						Sample:           new(0.1),
+						TrustTraceparent: []string{"10.0.0.0/8", "2001:db8::/32"},
 					},
 					File: file,
 				}
@@ -302,7 +317,7 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: "127.0.0.1:8080",
-					Log:    Log{Level: "info"},
+					Log:    logDefaults(),
 					Routes: []Route{
 						{
 							Name:     "api",
@@ -410,7 +425,7 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: "127.0.0.1:8080",
-					Log:    Log{Level: "info"},
+					Log:    logDefaults(),
 					Routes: []Route{{
 						Name:     "a",
 						Upstream: "a",
@@ -464,7 +479,7 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: "127.0.0.1:8080",
-					Log:    Log{Level: "info"},
+					Log:    logDefaults(),
 					Routes: []Route{
 						{
 							Name:     "ws",
@@ -505,6 +520,78 @@ func TestLoadGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "every admin, log and tracing key",
+			file: "testdata/valid/observability.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen: "127.0.0.1:8080",
+					Admin: &Admin{
+						Listen:   "0.0.0.0:9090",
+						Token:    "A-zA-Z0-9_!#$%&'*+./:;<=>?@[]^`{|}~\"\\",
+						Failures: 10000,
+					},
+					Log: Log{
+						Level:  "info",
+						Output: filepath.Join(filepath.Dir(file), "candor.log"),
+						Sample: new(0.0),
+						Query:  true,
+					},
+					Routes:       []Route{{Name: "a", Upstream: "a", Retry: retryDefaults(), Line: 21}},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
+					Upstreams: map[string]*Upstream{
+						"a": {
+							Targets:           []Target{target("http://10.0.0.1", 26)},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
+							Name:              "a",
+							Line:              24,
+						},
+					},
+					Tracing: &Tracing{
+						OTLPEndpoint:     "[2001:db8::4]:4318",
+						ServiceName:      "edge.gw_1-a",
+						Sample:           new(0.0),
+						TrustTraceparent: []string{"127.0.0.1/32", "10.0.0.0/8", "2001:DB8::/32", "::1/128"},
+					},
+					File: file,
+				}
+			},
+		},
+		{
+			name: "admin on a loopback name needs no token; admin and tracing defaults",
+			file: "testdata/valid/observability_defaults.yaml",
+			want: func(file string) *Config {
+				return &Config{
+					Listen:       "127.0.0.1:8080",
+					Admin:        &Admin{Listen: "LocalHost:9090", Failures: 100},
+					Log:          logDefaults(),
+					Routes:       []Route{{Name: "a", Upstream: "a", Retry: retryDefaults(), Line: 8}},
+					DrainTimeout: Duration(30 * time.Second),
+					Watch:        new(true),
+					Upstreams: map[string]*Upstream{
+						"a": {
+							Targets:           []Target{target("http://10.0.0.1", 13)},
+							Timeouts:          timeouts(),
+							ResponseHeadLimit: 64 << 10,
+							MaxIdlePerTarget:  64,
+							Balance:           roundRobin,
+							Health:            Health{Passive: passiveDefaults()},
+							Limits:            limitsDefaults(),
+							Name:              "a",
+							Line:              11,
+						},
+					},
+					Tracing: &Tracing{OTLPEndpoint: "127.0.0.1:4318", ServiceName: "candor", Sample: new(1.0)},
+					File:    file,
+				}
+			},
+		},
+		{
 			name: "aliases share a mapping",
 			file: "testdata/valid/anchors.yaml",
 			want: func(file string) *Config {
@@ -516,7 +603,7 @@ func TestLoadGolden(t *testing.T) {
 				}
 				return &Config{
 					Listen: "127.0.0.1:8080",
-					Log:    Log{Level: "info"},
+					Log:    logDefaults(),
 					Routes: []Route{
 						{Name: "a", Match: Match{PathPrefix: "/a"}, Upstream: "a", Retry: retryDefaults(), Line: 3},
 						{Name: "b", Match: Match{PathPrefix: "/b"}, Upstream: "b", Retry: retryDefaults(), Line: 6},
@@ -758,6 +845,29 @@ upstreams:
 				fe(27, "upstreams.a.limits.max_concurrent", "expected an integer, got a string"),
 			},
 		},
+		{
+			name: "a broken admin key is not also a missing token",
+			data: `admin:
+  listen: [0.0.0.0:9090]
+  failures: many
+tracing:
+  otlp_endpoint: {host: collector}
+  sample: all
+  trust_traceparent: [[10.0.0.0/8]]
+routes:
+  - name: a
+    upstream: a
+upstreams:
+  a:
+`,
+			want: &Errors{
+				fe(2, "admin.listen", "expected a string, got a list"),
+				fe(3, "admin.failures", "expected an integer, got a string"),
+				fe(5, "tracing.otlp_endpoint", "expected a string, got a mapping"),
+				fe(6, "tracing.sample", "expected a number, got a string"),
+				fe(7, "tracing.trust_traceparent[0]", "expected a string, got a list"),
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -898,6 +1008,159 @@ upstreams:
 		_, err := Parse(filepath.Join(t.TempDir(), "candor.yaml"), conf("certs/ca.pem"))
 		if err == nil || !strings.Contains(err.Error(), "candor.yaml:9: upstreams.api.tls.ca_file: cannot read") {
 			t.Errorf("Parse error = %v, want ca_file cannot read", err)
+		}
+	})
+}
+
+func TestRelativeLogOutput(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(output string) []byte {
+		return []byte("log:\n  output: " + output + "\nroutes: [{name: a, upstream: a}]\nupstreams: {a: {}}\n")
+	}
+	tests := []struct {
+		name   string
+		file   string // the configuration's name, relative to dir
+		output string
+		want   string
+	}{
+		{name: "relative file", file: "candor.yaml", output: "logs/candor.log", want: filepath.Join(dir, "logs", "candor.log")},
+		{name: "from a sub-folder", file: "conf/candor.yaml", output: "../logs/candor.log", want: filepath.Join(dir, "logs", "candor.log")},
+		{name: "in the file's folder", file: "candor.yaml", output: "candor.log", want: filepath.Join(dir, "candor.log")},
+		{name: "a file called stderr", file: "candor.yaml", output: "./stderr", want: filepath.Join(dir, "stderr")},
+		{name: "absolute", file: "elsewhere/candor.yaml", output: filepath.Join(dir, "logs", "a.log"), want: filepath.Join(dir, "logs", "a.log")},
+		{name: "stderr", file: "candor.yaml", output: "stderr", want: "stderr"},
+		{name: "stdout", file: "candor.yaml", output: "stdout", want: "stdout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(filepath.Join(dir, tt.file), conf(tt.output))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if c.Log.Output != tt.want {
+				t.Errorf("Log.Output = %q, want %q", c.Log.Output, tt.want)
+			}
+		})
+	}
+
+	t.Run("Parse with a relative file name", func(t *testing.T) {
+		t.Chdir(dir)
+		c, err := Parse("candor.yaml", conf("logs/candor.log"))
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if want := filepath.Join(dir, "logs", "candor.log"); c.Log.Output != want {
+			t.Errorf("Log.Output = %q, want %q", c.Log.Output, want)
+		}
+	})
+
+	t.Run("relative to the file, not the working directory", func(t *testing.T) {
+		t.Chdir(dir)
+		other := t.TempDir()
+		_, err := Parse(filepath.Join(other, "candor.yaml"), conf("logs/candor.log"))
+		want := `candor.yaml:2: log.output: folder "` + filepath.Join(other, "logs") + `" does not exist`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse error = %v, want %q", err, want)
+		}
+	})
+
+	t.Run("validation creates no file", func(t *testing.T) {
+		if _, err := Parse(filepath.Join(dir, "candor.yaml"), conf("logs/new.log")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "logs", "new.log")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat(new.log) = %v, want it absent", err)
+		}
+	})
+}
+
+func TestLoopbackListen(t *testing.T) {
+	tests := []struct {
+		listen string
+		want   bool
+	}{
+		{"127.0.0.1:9090", true},
+		{"127.8.9.10:9090", true},
+		{"[::1]:9090", true},
+		{"[::ffff:127.0.0.1]:9090", true},
+		{"localhost:9090", true},
+		{"LOCALHOST:0", true},
+		{":9090", false},
+		{"0.0.0.0:9090", false},
+		{"[::]:9090", false},
+		{"10.0.0.1:9090", false},
+		{"[2001:db8::1]:9090", false},
+		{"admin.internal:9090", false},
+		{"localhost.example:9090", false},
+		{"my-localhost:9090", false},
+		{"127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen, func(t *testing.T) {
+			if got := loopbackListen(tt.listen); got != tt.want {
+				t.Errorf("loopbackListen(%q) = %v, want %v", tt.listen, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTokenNeverInErrors checks that no error quotes admin.token, valid or
+// not, whatever else is wrong.
+func TestTokenNeverInErrors(t *testing.T) {
+	const secret = "Zq7xK2vR"
+	tests := []struct {
+		name  string
+		admin string // the admin section
+		want  string // a problem reported
+	}{
+		{name: "short", admin: "listen: 0.0.0.0:9090\n  token: " + secret, want: "admin.token: must be at least 16 characters, got 8"},
+		{name: "space", admin: "listen: 0.0.0.0:9090\n  token: " + secret + " " + secret + secret, want: "admin.token: must not contain spaces"},
+		{name: "tab", admin: "listen: 0.0.0.0:9090\n  token: \"" + secret + "\\t" + secret + secret + "\"", want: "admin.token: must be printable ASCII"},
+		{name: "newline", admin: "listen: 0.0.0.0:9090\n  token: \"" + secret + "\\n" + secret + secret + "\"", want: "admin.token: must be printable ASCII"},
+		{name: "non-ASCII", admin: "listen: 0.0.0.0:9090\n  token: " + secret + "é" + secret + secret, want: "admin.token: must be printable ASCII"},
+		{name: "valid token, other problems", admin: "listen: 0.0.0.0:http\n  failures: 0\n  token: " + secret + secret, want: "admin.failures: must be between 1 and 10000"},
+		{name: "a list", admin: "listen: 0.0.0.0:9090\n  token: [" + secret + "]", want: "admin.token: expected a string, got a list"},
+		{name: "a mapping", admin: "listen: 0.0.0.0:9090\n  token: {" + secret + ": " + secret + "}", want: "admin.token: expected a string, got a mapping"},
+		{name: "binary", admin: "listen: 0.0.0.0:9090\n  token: !!binary " + secret + secret, want: "admin.token: expected a string, got binary data"},
+		{name: "read as a tag", admin: "listen: 0.0.0.0:9090\n  token: !" + secret + secret, want: "admin.token: must not be empty"},
+		{name: "duplicate", admin: "listen: 0.0.0.0:9090\n  token: " + secret + secret + "\n  token: " + secret + secret + "x", want: "admin.token: duplicate key"},
+		{name: "misspelt key", admin: "listen: 0.0.0.0:9090\n  tokne: " + secret + secret, want: "admin.tokne: unknown key"},
+		{name: "alias", admin: "listen: 0.0.0.0:9090\n  token: *" + secret + secret, want: "unknown anchor referenced"},
+		{name: "alias on the next line", admin: "listen: 0.0.0.0:9090\n  token:\n    *" + secret + secret, want: "unknown anchor referenced"},
+		{name: "alias in flow", admin: "{listen: \"0.0.0.0:9090\", \"token\": *" + secret + secret + "}", want: "unknown anchor referenced"},
+		{name: "unterminated quote", admin: "listen: 0.0.0.0:9090\n  token: \"" + secret + secret, want: "invalid YAML"},
+		{name: "reserved character", admin: "listen: 0.0.0.0:9090\n  token: @" + secret + secret, want: "invalid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := "admin:\n  " + tt.admin + "\nroutes: [{name: a, upstream: a}]\nupstreams: {a: {}}\n"
+			_, err := Parse("x.yaml", []byte(data))
+			if err == nil {
+				t.Fatalf("Parse succeeded:\n%s", data)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse error = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("Parse error reveals the token:\n%v", err)
+			}
+		})
+	}
+
+	t.Run("Validate", func(t *testing.T) {
+		for _, token := range []string{secret, secret + " " + secret, secret + "\x00" + secret, secret + "\xff" + secret} {
+			c := built()
+			c.ApplyDefaults()
+			c.Admin = &Admin{Listen: "[::]:9090", Token: token, Failures: 100}
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), "admin.token: ") {
+				t.Errorf("Validate with token %q = %v, want an admin.token problem", token, err)
+			} else if strings.Contains(err.Error(), secret) {
+				t.Errorf("Validate error reveals the token:\n%v", err)
+			}
 		}
 	})
 }

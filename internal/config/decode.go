@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -34,9 +35,9 @@ func Load(path string) (*Config, error) {
 // Parse decodes one configuration file, applies the defaults to the keys
 // it leaves out ([Config.ApplyDefaults]), normalises it and validates it
 // ([Config.Validate]). file names the file in errors and in [Config.File];
-// relative paths in the configuration (tls.ca_file) are resolved against
-// the folder of file (made absolute with the working directory) and stored
-// absolute.
+// relative paths in the configuration (tls.ca_file, a log.output file) are
+// resolved against the folder of file (made absolute with the working
+// directory) and stored absolute.
 //
 // Decoding is strict: the data must hold exactly one YAML document whose
 // top level is a mapping; unknown keys, duplicate keys, merge keys (<<) and
@@ -72,7 +73,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	c.normalize()
 	c.applyDefaults(func(path string) bool { return d.given[path] })
 
-	v := validator{file: file, lines: d.lines, broken: d.failed}
+	v := validator{file: file, lines: d.lines, broken: d.failed, given: func(path string) bool { return d.given[path] }}
 	v.config(&c)
 	if err := append(d.errs, v.errs...).result(); err != nil {
 		return nil, err
@@ -187,9 +188,27 @@ func (d *decoder) syntax(err error, data []byte) {
 		name = strings.TrimSuffix(name, "' referenced")
 		if i := bytes.Index(data, []byte("*"+name)); i >= 0 {
 			line = 1 + bytes.Count(data[:i], []byte("\n"))
+			if secretAlias(data[:i]) {
+				// A token that begins with "*" reads as an alias; its
+				// name is the secret.
+				msg = "unknown anchor referenced (quote a token that begins with *)"
+			}
 		}
 	}
 	d.fail(line, "", "invalid YAML: %s", msg)
+}
+
+// tokenKey matches the end of the text before the value of a token key.
+var tokenKey = regexp.MustCompile(`(?:^|[\s{,])["']?token["']?\s*:$`)
+
+// secretAlias reports whether an alias that follows before is the value
+// of a token key (admin.token), on the key's line or the next.
+func secretAlias(before []byte) bool {
+	before = bytes.TrimRight(before, " \t\r\n")
+	if i := bytes.LastIndexByte(before, '\n'); i >= 0 {
+		before = before[i+1:]
+	}
+	return tokenKey.Match(before)
 }
 
 // parserProblem reports whether msg is a problem found by the YAML parser

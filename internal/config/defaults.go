@@ -10,7 +10,10 @@ import (
 // The defaults, as documented on the fields of [Config].
 const (
 	DefaultListen            = "127.0.0.1:8080"
+	DefaultAdminFailures     = 100
 	DefaultLogLevel          = "info"
+	DefaultLogOutput         = "stderr"
+	DefaultLogSample         = 1.0
 	DefaultDrainTimeout      = Duration(30 * time.Second)
 	DefaultWatch             = true
 	DefaultStrictBuffer      = Size(1 << 20) // 1MiB
@@ -42,12 +45,18 @@ const (
 	DefaultRetryBodyBuffer         = Size(64 << 10) // 64KiB
 	DefaultRetryBudgetRatio        = 0.2
 	DefaultRetryBudgetMinPerSecond = 3
+
+	DefaultTracingServiceName = "candor"
+	DefaultTracingSample      = 1.0
 )
 
 // ApplyDefaults sets every field left at its zero value to its default:
 //
 //	listen                                           127.0.0.1:8080
+//	admin.failures                                   100 (only when admin is present)
 //	log.level                                        info
+//	log.output                                       stderr
+//	log.sample                                       1 (a nil Sample becomes a pointer to 1)
 //	drain_timeout                                    30s
 //	watch                                            true (a nil Watch becomes a pointer to true)
 //	routes[].strict.buffer                           1MiB (only when strict is present)
@@ -78,6 +87,8 @@ const (
 //	upstreams.*.health.passive.max_ejection          5m
 //	upstreams.*.health.passive.max_ejected_percent   50
 //	upstreams.*.limits.pending_timeout               1s
+//	tracing.service_name                             candor (tracing.*: only when tracing is present)
+//	tracing.sample                                   1 (a nil Sample becomes a pointer to 1)
 //
 // routes[].retry.per_try_timeout and routes[].retry.timeout have no
 // default: 0 means the upstream's timeouts.response_header and no overall
@@ -99,8 +110,27 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 	if unset("listen", c.Listen == "") {
 		c.Listen = DefaultListen
 	}
+	if a := c.Admin; a != nil && unset("admin.failures", a.Failures == 0) {
+		a.Failures = DefaultAdminFailures
+	}
 	if unset("log.level", c.Log.Level == "") {
 		c.Log.Level = DefaultLogLevel
+	}
+	if unset("log.output", c.Log.Output == "") {
+		c.Log.Output = DefaultLogOutput
+	}
+	if c.Log.Sample == nil {
+		sample := DefaultLogSample
+		c.Log.Sample = &sample
+	}
+	if t := c.Tracing; t != nil {
+		if unset("tracing.service_name", t.ServiceName == "") {
+			t.ServiceName = DefaultTracingServiceName
+		}
+		if t.Sample == nil {
+			sample := DefaultTracingSample
+			t.Sample = &sample
+		}
 	}
 	if unset("drain_timeout", c.DrainTimeout == 0) {
 		c.DrainTimeout = DefaultDrainTimeout
@@ -220,9 +250,9 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 
 // normalize rewrites fields to the form the rest of candor expects:
 // match.host lower-cased (an IP literal in canonical form, without
-// brackets), upgrade.protocols lower-cased and tls.ca_file made absolute
-// against the folder of c.File. Invalid values are left alone for
-// validation to report.
+// brackets), upgrade.protocols lower-cased, and tls.ca_file and a log.output
+// file made absolute against the folder of c.File. Invalid values are left
+// alone for validation to report.
 func (c *Config) normalize() {
 	for i := range c.Routes {
 		if up := c.Routes[i].Upgrade; up != nil {
@@ -246,10 +276,19 @@ func (c *Config) normalize() {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	if o := c.Log.Output; logFile(o) && !filepath.IsAbs(o) {
+		c.Log.Output = filepath.Join(dir, o)
+	}
 	for _, u := range c.Upstreams {
 		if u == nil || u.TLS == nil || u.TLS.CAFile == "" || filepath.IsAbs(u.TLS.CAFile) {
 			continue
 		}
 		u.TLS.CAFile = filepath.Join(dir, u.TLS.CAFile)
 	}
+}
+
+// logFile reports whether a log.output value names a file rather than a
+// standard stream (or nothing).
+func logFile(output string) bool {
+	return output != "" && output != "stderr" && output != "stdout"
 }

@@ -31,6 +31,8 @@ type Config struct {
 	Watch *bool `yaml:"watch"`
 	// Upstreams by name.
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	// Tracing configures OpenTelemetry traces; absent: no tracing.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// File is the absolute path the configuration was read from, or the
 	// name given to [Parse].
@@ -42,6 +44,14 @@ type Admin struct {
 	// Listen is the admin listener's address, host:port. Required when
 	// admin is present.
 	Listen string `yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on
+	// every admin request. Required when Listen is not a loopback
+	// address. Marshalling leaves an empty Token out: written as "", it is
+	// an error.
+	Token string `yaml:"token,omitempty"`
+	// Failures is how many recent gateway failures GET /failures keeps.
+	// Default: 100.
+	Failures int `yaml:"failures"`
 }
 
 // Log configures the structured (JSON) log written to standard error.
@@ -52,6 +62,16 @@ type Log struct {
 	// Access logs every request, successes included, at info. Default:
 	// false (only gateway errors are logged).
 	Access bool `yaml:"access"`
+	// Output is where the log goes: stderr, stdout, or a file path
+	// (appended to; relative to the configuration's folder). Default:
+	// stderr. A change of output needs a restart.
+	Output string `yaml:"output"`
+	// Sample is the fraction of successful requests logged when Access is
+	// set, 0 to 1; failures are always logged. Default: 1.
+	Sample *float64 `yaml:"sample"`
+	// Query logs request query strings, which may carry secrets. Default:
+	// false (the path only).
+	Query bool `yaml:"query"`
 }
 
 // Route maps matching requests to an upstream.
@@ -387,4 +407,21 @@ type Upgrade struct {
 	// Idle closes a tunnel after this long without a byte in either
 	// direction, at most 24h. Default: 10m.
 	Idle Duration `yaml:"idle"`
+}
+
+// Tracing configures OpenTelemetry tracing: a server span per request and
+// a client span per upstream attempt, exported over OTLP/HTTP.
+type Tracing struct {
+	// OTLPEndpoint is the OTLP/HTTP collector's host:port (traces are
+	// POSTed to /v1/traces over plain HTTP). Required.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// ServiceName is the service.name resource attribute. Default:
+	// candor.
+	ServiceName string `yaml:"service_name"`
+	// Sample is the fraction of new traces sampled, 0 to 1; a trusted
+	// incoming traceparent's sampled flag is honoured. Default: 1.
+	Sample *float64 `yaml:"sample"`
+	// TrustTraceparent lists client networks (CIDR) whose W3C traceparent
+	// is continued; from anyone else it is replaced. Default: none.
+	TrustTraceparent []string `yaml:"trust_traceparent"`
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ const (
 	maxRetryBackoff        = Duration(time.Minute)
 	maxRetryBodyBuffer     = Size(64 << 20) // 64MiB
 	maxBudgetMinPerSecond  = 10000
+
+	minAdminToken     = 16
+	maxAdminFailures  = 10000
+	maxServiceNameLen = 255
 )
 
 // Upstream returns the upstream called name, or nil.
@@ -51,13 +56,27 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 // Validate checks a defaulted configuration (see [Config.ApplyDefaults])
 // and returns an *[Errors] with every problem, or nil. Lines come from the
 // Line fields of routes, upstreams and targets (0 elsewhere); [Parse]
-// reports exact lines. Validate does not modify c, but reads tls.ca_file.
+// reports exact lines. Validate does not modify c, but reads tls.ca_file
+// and looks up the folder of a log.output file.
 //
 // The rules:
 //   - listen and admin.listen are host:port with a numeric port 0-65535;
 //     the host is empty (all interfaces), an IP address or a host name.
 //     admin, when present, requires admin.listen.
-//   - log.level is debug, info, warn or error.
+//   - admin.token is required when admin.listen's host is not a loopback
+//     IP address or "localhost" (an empty host, all interfaces, is not
+//     loopback). When set, it is at least 16 characters of printable
+//     ASCII, without spaces. Errors never quote it. admin.failures is 1 to
+//     10000.
+//   - log.level is debug, info, warn or error. log.output is stderr,
+//     stdout or a file path whose folder exists (the path itself, if it
+//     exists, is not a folder). log.sample is 0 to 1.
+//   - tracing.otlp_endpoint is required when tracing is present: host:port
+//     (no scheme), port 1-65535. tracing.service_name is 1 to 255 letters,
+//     digits, '.', '_' or '-'. tracing.sample is 0 to 1.
+//     tracing.trust_traceparent lists CIDR prefixes (10.0.0.0/8,
+//     2001:db8::/32; one address: 10.0.0.1/32), without host bits set,
+//     each once.
 //   - drain_timeout is greater than 0 and at most 10m.
 //   - There is at least one route. Route and upstream names are 1 to 64
 //     letters, digits, '.', '_' or '-', starting with a letter or digit;
@@ -118,7 +137,10 @@ type validator struct {
 	// the field at a path (or a parent); nil for a configuration built in
 	// code. Problems of broken fields are not repeated.
 	broken func(path string) bool
-	errs   Errors
+	// given reports whether the field at a path was written in the file
+	// with a value; nil for a configuration built in code.
+	given func(path string) bool
+	errs  Errors
 }
 
 // line returns the line of the field at path, or fallback.
@@ -154,17 +176,9 @@ func (v *validator) config(c *Config) {
 		v.fail("listen", top, "%s", r)
 	}
 	if c.Admin != nil {
-		if c.Admin.Listen == "" {
-			v.fail("admin.listen", v.line("admin", top), "required when admin is present")
-		} else if r := listenProblem(c.Admin.Listen); r != "" {
-			v.fail("admin.listen", top, "%s", r)
-		}
+		v.admin(c.Admin, v.line("admin", top))
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.fail("log.level", v.line("log", top), "must be debug, info, warn or error, got %q", c.Log.Level)
-	}
+	v.log(&c.Log, v.line("log", top))
 	switch d := c.DrainTimeout; {
 	case d <= 0:
 		v.fail("drain_timeout", top, "must be greater than 0, got %s", d)
@@ -185,6 +199,77 @@ func (v *validator) config(c *Config) {
 	slices.Sort(upstreams)
 	for _, name := range upstreams {
 		v.upstream(name, c.Upstreams[name])
+	}
+	if c.Tracing != nil {
+		v.tracing(c.Tracing, v.line("tracing", top))
+	}
+}
+
+// admin checks the admin listener, whose key is at line.
+func (v *validator) admin(a *Admin, line int) {
+	listenOK := false
+	if a.Listen == "" {
+		v.fail("admin.listen", line, "required when admin is present")
+	} else if r := listenProblem(a.Listen); r != "" {
+		v.fail("admin.listen", line, "%s", r)
+	} else {
+		listenOK = !v.broke("admin.listen")
+	}
+	// An explicit token: "" is a mistake (an unset variable in a
+	// template, say), not a way to turn authentication off.
+	if a.Token != "" || (v.given != nil && v.given("admin.token")) {
+		if why := tokenProblem(a.Token); why != "" {
+			v.fail("admin.token", line, "%s", why)
+		}
+	} else if listenOK && !loopbackListen(a.Listen) {
+		v.fail("admin.token", line, "admin on a non-loopback address needs a token")
+	}
+	if n := a.Failures; n < 1 || n > maxAdminFailures {
+		v.fail("admin.failures", line, "must be between 1 and %d, got %d", maxAdminFailures, n)
+	}
+}
+
+// log checks the log settings, whose key is at line.
+func (v *validator) log(l *Log, line int) {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", line, "must be debug, info, warn or error, got %q", l.Level)
+	}
+	if why := logOutputProblem(l.Output); why != "" {
+		v.fail("log.output", line, "%s", why)
+	}
+	if s := l.Sample; s != nil && !(*s >= 0 && *s <= 1) {
+		v.fail("log.sample", line, "must be between 0 and 1, got %g", *s)
+	}
+}
+
+// tracing checks the tracing settings, whose key is at line.
+func (v *validator) tracing(t *Tracing, line int) {
+	if t.OTLPEndpoint == "" {
+		v.fail("tracing.otlp_endpoint", line, "required when tracing is present: the OTLP/HTTP collector's host:port, e.g. 127.0.0.1:4318")
+	} else if why := endpointProblem(t.OTLPEndpoint); why != "" {
+		v.fail("tracing.otlp_endpoint", line, "%s", why)
+	}
+	if why := serviceNameProblem(t.ServiceName); why != "" {
+		v.fail("tracing.service_name", line, "%s", why)
+	}
+	if s := t.Sample; s != nil && !(*s >= 0 && *s <= 1) {
+		v.fail("tracing.sample", line, "must be between 0 and 1, got %g", *s)
+	}
+	tp := "tracing.trust_traceparent"
+	seen := map[netip.Prefix]int{}
+	for i, s := range t.TrustTraceparent {
+		p, why := prefixProblem(s)
+		if why != "" {
+			v.fail(index(tp, i), v.line(tp, line), "%s", why)
+			continue
+		}
+		if first, dup := seen[p]; dup {
+			v.fail(index(tp, i), v.line(tp, line), "duplicate network %s (same as %s)", p, index(tp, first))
+			continue
+		}
+		seen[p] = i
 	}
 }
 
@@ -884,4 +969,121 @@ func probeHostProblem(s string) string {
 		return fmt.Sprintf("host %q is not a valid host name or IP address; %s", host, form)
 	}
 	return ""
+}
+
+// loopbackListen reports whether the host of a valid listen address is a
+// loopback IP address or localhost. An empty host (all interfaces) is not.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// tokenProblem checks admin.token: at least 16 characters, each printable
+// ASCII other than space. The reason never includes the token, which is a
+// secret even when invalid.
+func tokenProblem(token string) string {
+	if token == "" {
+		return "must not be empty: set a token of at least 16 characters, or leave the key out for none (loopback only)"
+	}
+	for i := range len(token) {
+		switch c := token[i]; {
+		case c == ' ':
+			return fmt.Sprintf("must not contain spaces (character %d is one)", i+1)
+		case c < '!' || c > '~':
+			return fmt.Sprintf("must be printable ASCII without spaces (character %d is not)", i+1)
+		}
+	}
+	if len(token) < minAdminToken {
+		return fmt.Sprintf("must be at least %d characters, got %d", minAdminToken, len(token))
+	}
+	return ""
+}
+
+// logOutputProblem checks log.output: stderr, stdout or a file path whose
+// folder exists and that is not itself a folder.
+func logOutputProblem(output string) string {
+	if !logFile(output) {
+		if output == "" {
+			return `must be stderr, stdout or a file path, got ""`
+		}
+		return ""
+	}
+	if strings.ContainsRune(output, 0) {
+		return fmt.Sprintf("%q is not a valid file path", output)
+	}
+	dir := filepath.Dir(output)
+	switch fi, err := os.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("folder %q does not exist", dir)
+	case err != nil:
+		return fmt.Sprintf("cannot use folder %q: %s", dir, pathReason(err))
+	case !fi.IsDir():
+		return fmt.Sprintf("%q is not a folder", dir)
+	}
+	if fi, err := os.Stat(output); err == nil && fi.IsDir() {
+		return fmt.Sprintf("%q is a folder: name a file", output)
+	}
+	return ""
+}
+
+// endpointProblem checks tracing.otlp_endpoint: host:port, the host an IP
+// address or a host name, the port 1-65535.
+func endpointProblem(s string) string {
+	const form = "write the collector's host:port, e.g. 127.0.0.1:4318"
+	if strings.Contains(s, "://") || strings.Contains(s, "/") {
+		return fmt.Sprintf("%q is not host:port: write the collector's host:port without scheme or path, e.g. 127.0.0.1:4318 (traces are POSTed to http://HOST:PORT/v1/traces)", s)
+	}
+	host, port, why := splitHostPort(s)
+	if why != "" {
+		return why + "; " + form
+	}
+	if host == "" {
+		return fmt.Sprintf("missing host in %q: %s", s, form)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+		return fmt.Sprintf("host %q is not an IP address or host name", host)
+	}
+	return portProblem(port, 1)
+}
+
+// serviceNameProblem checks tracing.service_name: 1 to 255 letters,
+// digits, '.', '_' or '-'.
+func serviceNameProblem(s string) string {
+	const rule = "use 1 to 255 letters, digits, '.', '_' or '-'"
+	if s == "" {
+		return "must not be empty (leave the key out for the default, candor)"
+	}
+	if len(s) > maxServiceNameLen {
+		return fmt.Sprintf("is %d characters long: %s", len(s), rule)
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("invalid service name %q: %s", s, rule)
+		}
+	}
+	return ""
+}
+
+// prefixProblem parses a tracing.trust_traceparent entry, a CIDR prefix
+// without host bits set.
+func prefixProblem(s string) (netip.Prefix, string) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			return netip.Prefix{}, fmt.Sprintf("%q is an address, not a network: write %s/%d for it alone", s, a.WithZone(""), a.BitLen())
+		}
+		return netip.Prefix{}, fmt.Sprintf("%q is not a CIDR network such as 10.0.0.0/8 or 2001:db8::/32", s)
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Sprintf("%q has host bits set: write %s for the network, or %s/%d for the address alone", s, m, p.Addr(), p.Addr().BitLen())
+	}
+	return p, ""
 }

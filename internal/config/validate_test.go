@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,10 +39,14 @@ func TestApplyDefaults(t *testing.T) {
 			modify: func(c *Config) {
 				c.Routes[0].Strict = &Strict{}
 				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"websocket"}}
+				c.Admin = &Admin{Listen: "127.0.0.1:9090"}
+				c.Tracing = &Tracing{OTLPEndpoint: "127.0.0.1:4318"}
 			},
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
-				c.Log.Level = "info"
+				c.Admin.Failures = 100
+				c.Log = Log{Level: "info", Output: "stderr", Sample: new(1.0)}
+				c.Tracing = &Tracing{OTLPEndpoint: "127.0.0.1:4318", ServiceName: "candor", Sample: new(1.0)}
 				c.DrainTimeout = Duration(30 * time.Second)
 				c.Watch = new(true)
 				c.Routes[0].Strict = &Strict{Buffer: 1 << 20, Validate: ValidateNone}
@@ -71,7 +76,7 @@ func TestApplyDefaults(t *testing.T) {
 			},
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
-				c.Log.Level = "info"
+				c.Log = logDefaults()
 				c.DrainTimeout = DefaultDrainTimeout
 				c.Watch = new(DefaultWatch)
 				c.Routes[0].Retry = retryDefaults()
@@ -99,7 +104,9 @@ func TestApplyDefaults(t *testing.T) {
 			name: "set values are kept",
 			modify: func(c *Config) {
 				c.Listen = ":1"
-				c.Log.Level = "debug"
+				c.Admin = &Admin{Listen: ":2", Token: "0123456789abcdef", Failures: 1}
+				c.Log = Log{Level: "debug", Access: true, Output: "stdout", Sample: new(0.0), Query: true}
+				c.Tracing = &Tracing{OTLPEndpoint: "h:1", ServiceName: "s", Sample: new(0.0), TrustTraceparent: []string{"::/0"}}
 				c.DrainTimeout = 1
 				c.Watch = new(false)
 				c.Routes[0].Strict = &Strict{Buffer: 5, Validate: ValidateJSON}
@@ -127,7 +134,7 @@ func TestApplyDefaults(t *testing.T) {
 			modify: func(c *Config) { c.Upstreams["nil"] = nil },
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8080"
-				c.Log.Level = "info"
+				c.Log = logDefaults()
 				c.DrainTimeout = DefaultDrainTimeout
 				c.Watch = new(DefaultWatch)
 				u := c.Upstreams["api"]
@@ -178,7 +185,7 @@ func TestValidate(t *testing.T) {
 		{
 			name: "valid with everything",
 			modify: func(c *Config) {
-				c.Admin = &Admin{Listen: "localhost:0"}
+				c.Admin = &Admin{Listen: "localhost:0", Failures: 1}
 				c.Routes[0].Match = Match{Host: "a.example", PathPrefix: "/x/"}
 				c.Routes[0].Strict = &Strict{Buffer: 1 << 30, Validate: ValidateJSON}
 				u := api(c)
@@ -199,7 +206,9 @@ func TestValidate(t *testing.T) {
 		{
 			name: "not defaulted",
 			modify: func(c *Config) {
-				c.Listen, c.Log.Level = "", ""
+				c.Listen, c.Log.Level, c.Log.Output = "", "", ""
+				c.Admin = &Admin{Listen: "127.0.0.1:9090"}
+				c.Tracing = &Tracing{}
 				c.DrainTimeout = 0
 				c.Routes[0].Strict = &Strict{}
 				c.Routes[0].Upgrade = &Upgrade{}
@@ -208,8 +217,12 @@ func TestValidate(t *testing.T) {
 			},
 			want: &Errors{
 				fe(0, "listen", `"" is not host:port (missing port in address)`),
+				fe(0, "admin.failures", "must be between 1 and 10000, got 0"),
 				fe(0, "log.level", `must be debug, info, warn or error, got ""`),
+				fe(0, "log.output", `must be stderr, stdout or a file path, got ""`),
 				fe(0, "drain_timeout", "must be greater than 0, got 0s"),
+				fe(0, "tracing.otlp_endpoint", "required when tracing is present: the OTLP/HTTP collector's host:port, e.g. 127.0.0.1:4318"),
+				fe(0, "tracing.service_name", "must not be empty (leave the key out for the default, candor)"),
 				fe(3, "routes[0].strict.validate", `must be none or json, got ""`),
 				fe(3, "routes[0].strict.buffer", "must be between 1 byte and 1GiB, got 0"),
 				fe(3, "routes[0].upgrade.protocols", "required when upgrade is present, e.g. [websocket]"),
@@ -226,7 +239,138 @@ func TestValidate(t *testing.T) {
 			modify: func(c *Config) {
 				c.Admin = &Admin{}
 			},
-			want: &Errors{fe(0, "admin.listen", "required when admin is present")},
+			want: &Errors{
+				fe(0, "admin.listen", "required when admin is present"),
+				fe(0, "admin.failures", "must be between 1 and 10000, got 0"),
+			},
+		},
+		{
+			name: "valid with every admin, log and tracing key",
+			modify: func(c *Config) {
+				c.Admin = &Admin{Listen: ":9090", Token: "!#$%&'*+-./0123456789:;<=>?@AZ[\\]^_`az{|}~\"", Failures: 10000}
+				c.Log = Log{Level: "error", Access: true, Output: filepath.Join(dir, "candor.log"), Sample: new(0.0), Query: true}
+				c.Tracing = &Tracing{
+					OTLPEndpoint:     "[::1]:65535",
+					ServiceName:      strings.Repeat("a", 255),
+					Sample:           new(1.0),
+					TrustTraceparent: []string{"0.0.0.0/0", "::/0", "10.0.0.0/8", "10.0.0.0/16", "10.0.0.1/32", "::ffff:10.0.0.0/104"},
+				}
+			},
+		},
+		{
+			name: "log to an existing file, and nil samples mean 1",
+			modify: func(c *Config) {
+				c.Log.Output = notPEM
+				c.Log.Sample = nil
+				c.Tracing = &Tracing{OTLPEndpoint: "collector.internal:4318", ServiceName: "candor"}
+			},
+		},
+		{
+			name: "admin off loopback needs a token",
+			modify: func(c *Config) {
+				c.Admin = &Admin{Listen: "0.0.0.0:9090", Failures: 10001}
+			},
+			want: &Errors{
+				fe(0, "admin.token", "admin on a non-loopback address needs a token"),
+				fe(0, "admin.failures", "must be between 1 and 10000, got 10001"),
+			},
+		},
+		{
+			name: "an invalid admin listen is not also missing a token",
+			modify: func(c *Config) {
+				c.Admin = &Admin{Listen: "0.0.0.0", Failures: 1}
+			},
+			want: &Errors{fe(0, "admin.listen", `"0.0.0.0" is not host:port (missing port in address)`)},
+		},
+		{
+			name: "admin token problems",
+			modify: func(c *Config) {
+				c.Admin = &Admin{Listen: "127.0.0.1:9090", Token: "0123456789abcde", Failures: -1}
+			},
+			want: &Errors{
+				fe(0, "admin.token", "must be at least 16 characters, got 15"),
+				fe(0, "admin.failures", "must be between 1 and 10000, got -1"),
+			},
+		},
+		{
+			name: "log problems",
+			modify: func(c *Config) {
+				c.Log.Output = filepath.Join(dir, "missing", "candor.log")
+				c.Log.Sample = new(math.NaN())
+			},
+			want: &Errors{
+				fe(0, "log.output", `folder "`+filepath.Join(dir, "missing")+`" does not exist`),
+				fe(0, "log.sample", "must be between 0 and 1, got NaN"),
+			},
+		},
+		{
+			name: "log output is a folder",
+			modify: func(c *Config) {
+				c.Log.Output = dir
+				c.Log.Sample = new(-0.5)
+			},
+			want: &Errors{
+				fe(0, "log.output", `"`+dir+`" is a folder: name a file`),
+				fe(0, "log.sample", "must be between 0 and 1, got -0.5"),
+			},
+		},
+		{
+			name: "log output under a file",
+			modify: func(c *Config) {
+				c.Log.Output = filepath.Join(notPEM, "candor.log")
+			},
+			want: &Errors{fe(0, "log.output", `"`+notPEM+`" is not a folder`)},
+		},
+		{
+			name: "log output with a NUL",
+			modify: func(c *Config) {
+				c.Log.Output = "candor\x00.log"
+			},
+			want: &Errors{fe(0, "log.output", `"candor\x00.log" is not a valid file path`)},
+		},
+		{
+			name: "tracing problems",
+			modify: func(c *Config) {
+				c.Tracing = &Tracing{
+					OTLPEndpoint: "collector.internal:http",
+					ServiceName:  strings.Repeat("a", 256),
+					Sample:       new(math.Inf(1)),
+					TrustTraceparent: []string{
+						"10.0.0.0/8", "", "10.0.0.0/8", "fe80::1%eth0", "10.0.0.0/8/8",
+						"::ffff:10.0.0.0/8", "2001:db8::1/32", "10.0.0.0/08", "*",
+					},
+				}
+			},
+			want: &Errors{
+				fe(0, "tracing.otlp_endpoint", `port "http" is not a number`),
+				fe(0, "tracing.service_name", "is 256 characters long: use 1 to 255 letters, digits, '.', '_' or '-'"),
+				fe(0, "tracing.sample", "must be between 0 and 1, got +Inf"),
+				fe(0, "tracing.trust_traceparent[1]", `"" is not a CIDR network such as 10.0.0.0/8 or 2001:db8::/32`),
+				fe(0, "tracing.trust_traceparent[2]", "duplicate network 10.0.0.0/8 (same as tracing.trust_traceparent[0])"),
+				fe(0, "tracing.trust_traceparent[3]", `"fe80::1%eth0" is an address, not a network: write fe80::1/128 for it alone`),
+				fe(0, "tracing.trust_traceparent[4]", `"10.0.0.0/8/8" is not a CIDR network such as 10.0.0.0/8 or 2001:db8::/32`),
+				fe(0, "tracing.trust_traceparent[5]", `"::ffff:10.0.0.0/8" has host bits set: write ::/8 for the network, or ::ffff:10.0.0.0/128 for the address alone`),
+				fe(0, "tracing.trust_traceparent[6]", `"2001:db8::1/32" has host bits set: write 2001:db8::/32 for the network, or 2001:db8::1/128 for the address alone`),
+				fe(0, "tracing.trust_traceparent[7]", `"10.0.0.0/08" is not a CIDR network such as 10.0.0.0/8 or 2001:db8::/32`),
+				fe(0, "tracing.trust_traceparent[8]", `"*" is not a CIDR network such as 10.0.0.0/8 or 2001:db8::/32`),
+			},
+		},
+		{
+			name: "tracing endpoint forms",
+			modify: func(c *Config) {
+				c.Tracing = &Tracing{OTLPEndpoint: "collector:4318/v1/traces", ServiceName: "candor edge"}
+			},
+			want: &Errors{
+				fe(0, "tracing.otlp_endpoint", `"collector:4318/v1/traces" is not host:port: write the collector's host:port without scheme or path, e.g. 127.0.0.1:4318 (traces are POSTed to http://HOST:PORT/v1/traces)`),
+				fe(0, "tracing.service_name", `invalid service name "candor edge": use 1 to 255 letters, digits, '.', '_' or '-'`),
+			},
+		},
+		{
+			name: "tracing endpoint host",
+			modify: func(c *Config) {
+				c.Tracing = &Tracing{OTLPEndpoint: "-collector-:4318", ServiceName: "candor"}
+			},
+			want: &Errors{fe(0, "tracing.otlp_endpoint", `host "-collector-" is not an IP address or host name`)},
 		},
 		{
 			name: "no routes",

@@ -557,3 +557,25 @@ func TestCONNECTRefused(t *testing.T) {
 		t.Fatalf("upstream received %d requests", up.Requests())
 	}
 }
+
+// TestAccessLogQueryAndSampling: query strings are not logged unless asked
+// for; with sample 0 no success is logged, and failures always are.
+func TestAccessLogQueryAndSampling(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, oneUpstream(up.URL(), ""))
+	get(t, g.base+"/ok?token=secret", map[string]string{"X-Request-Id": "q-1"})
+	if rec := g.log.record(t, "q-1"); rec["path"] != "/ok" {
+		t.Fatalf("path %v: the query was logged", rec["path"])
+	}
+	g2 := startGateway(t, strings.Replace(oneUpstream(up.URL(), ""), "log: {level: debug, access: true}", "log: {level: debug, access: true, query: true, sample: 0}", 1))
+	get(t, g2.base+"/ok?page=2", map[string]string{"X-Request-Id": "q-2"})
+	get(t, g2.base+"/close?page=3", map[string]string{"X-Request-Id": "q-3"})
+	if rec := g2.log.record(t, "q-3"); rec["path"] != "/close?page=3" {
+		t.Fatalf("failure record path %v", rec["path"])
+	}
+	for _, r := range g2.log.records(t) {
+		if r["request_id"] == "q-2" {
+			t.Fatalf("a success was logged with sample 0: %v", r)
+		}
+	}
+}

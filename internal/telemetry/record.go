@@ -1,6 +1,7 @@
 // Package telemetry holds candor's observability types: the access-log
-// record written once per request, with label values taken from the cause
-// table ([failure.Kind]).
+// record written once per request and the request's trace spans
+// ([Tracer]), with label values taken from the cause table
+// ([failure.Kind]).
 package telemetry
 
 import (
@@ -35,8 +36,11 @@ func (s Source) String() string {
 type Record struct {
 	Time      time.Time
 	RequestID string
-	Method    string
-	Host      string
+	// TraceID is the request's trace id (32 hex digits) when the request
+	// is traced and sampled, otherwise "".
+	TraceID string
+	Method  string
+	Host    string
 	// Path is the request path without its query, which may carry secrets.
 	Path   string
 	Route  string
@@ -167,8 +171,11 @@ func (r *Record) Level() slog.Level {
 // Attrs returns the record as slog attributes with candor's fixed keys.
 func (r *Record) Attrs() []slog.Attr {
 	a := make([]slog.Attr, 0, 24)
+	a = append(a, slog.String("request_id", r.RequestID))
+	if r.TraceID != "" {
+		a = append(a, slog.String("trace_id", r.TraceID))
+	}
 	a = append(a,
-		slog.String("request_id", r.RequestID),
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
 		slog.String("path", r.Path),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -88,6 +89,9 @@ type pool struct {
 	idle   []*conn
 	max    int
 	closed bool // set by closeAll: put closes instead of parking
+	// discarded counts connections closed instead of being reused:
+	// expired or failing the probe in get, reaped, or refused by put.
+	discarded atomic.Uint64
 }
 
 // get returns a live idle connection, or nil. Connections idle longer than
@@ -107,6 +111,7 @@ func (p *pool) get(now time.Time) *conn {
 		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && c.tlsQuiet() && alive(c.raw) {
 			return c
 		}
+		p.discarded.Add(1)
 		c.close()
 	}
 }
@@ -136,6 +141,7 @@ func (p *pool) put(c *conn, now time.Time) {
 		return
 	}
 	p.mu.Unlock()
+	p.discarded.Add(1)
 	c.close()
 }
 
@@ -154,6 +160,7 @@ func (p *pool) reap(now time.Time) {
 	clear(p.idle[len(keep):])
 	p.idle = keep
 	p.mu.Unlock()
+	p.discarded.Add(uint64(len(dead)))
 	for _, c := range dead {
 		c.close()
 	}
@@ -166,6 +173,7 @@ func (p *pool) closeAll() {
 	p.idle = nil
 	p.closed = true
 	p.mu.Unlock()
+	p.discarded.Add(uint64(len(idle)))
 	for _, c := range idle {
 		c.close()
 	}

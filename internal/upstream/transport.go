@@ -81,6 +81,9 @@ type Target struct {
 	// inflight counts requests in flight to the target, maintained by
 	// Acquire and Release.
 	inflight atomic.Int64
+	// opened and reused count connections dialed and taken from the pool
+	// (see ConnStats).
+	opened, reused atomic.Uint64
 
 	host string
 	port uint16
@@ -172,6 +175,15 @@ func (tg *Target) InFlight() int64 { return tg.inflight.Load() }
 
 // IdleConns returns the number of idle pooled connections of tg.
 func (tg *Target) IdleConns() int { return tg.pool.size() }
+
+// ConnStats returns how many connections to tg were opened (dialed, TLS
+// handshake included), reused (taken from the pool for a request) and
+// discarded (idle ones closed instead of being reused: expired, failing the
+// liveness probe, reaped, or not taken back by a full or closed pool), since
+// the Transport was made. Metrics read it at scrape time.
+func (tg *Target) ConnStats() (opened, reused, discarded uint64) {
+	return tg.opened.Load(), tg.reused.Load(), tg.pool.discarded.Load()
+}
 
 // Close stops the reaper and closes idle connections. Requests in flight
 // finish; their connections are closed rather than pooled afterwards.
@@ -384,6 +396,7 @@ func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh boo
 	}
 	if c != nil {
 		a.reused = true
+		tg.reused.Add(1)
 	} else {
 		var err error
 		if c, err = t.dial(a); err != nil {
@@ -663,36 +676,22 @@ func (t *Transport) dial(a *attempt) (*conn, error) {
 		a.fill(fe, nil)
 		return fe
 	}
-	ips := []netip.Addr{tg.ip}
+	ips, err := t.resolve(ctx, tg)
+	if err != nil {
+		return nil, fail(failure.PhaseDNS, err)
+	}
 	if !tg.ip.IsValid() {
-		var err error
-		ips, err = t.resolver.LookupNetIP(ctx, "ip", tg.host)
-		if err == nil && len(ips) == 0 {
-			err = &net.DNSError{Err: "no addresses", Name: tg.host, IsNotFound: true}
-		}
-		if err != nil {
-			return nil, fail(failure.PhaseDNS, err)
-		}
 		a.timing.DNS = time.Since(a.start)
 	}
-	var d net.Dialer
-	var nc net.Conn
-	var err error
-	for _, ip := range ips {
-		nc, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(ip.Unmap(), tg.port).String())
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
+	nc, _, err := dialFirst(ctx, ips, tg.port)
 	if err != nil {
 		return nil, fail(failure.PhaseConnect, err)
 	}
 	a.timing.Connect = time.Since(a.start)
 	c := &conn{raw: nc, nc: nc, idleLimit: t.opt.PoolIdle}
 	if tg.tls != nil {
-		tc := tls.Client(nc, tg.tls)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
+		tc, err := handshake(ctx, nc, tg.tls)
+		if err != nil {
 			return nil, fail(failure.PhaseTLS, err)
 		}
 		c.nc = tc
@@ -700,5 +699,49 @@ func (t *Transport) dial(a *attempt) (*conn, error) {
 	}
 	c.br = bufio.NewReaderSize(c, 4096)
 	c.bw = bufio.NewWriterSize(c, 4096)
+	tg.opened.Add(1)
 	return c, nil
+}
+
+// resolve returns tg's addresses: its IP literal, or what the resolver
+// answers for its name. The error is unclassified (phase dns).
+func (t *Transport) resolve(ctx context.Context, tg *Target) ([]netip.Addr, error) {
+	if tg.ip.IsValid() {
+		return []netip.Addr{tg.ip}, nil
+	}
+	ips, err := t.resolver.LookupNetIP(ctx, "ip", tg.host)
+	if err == nil && len(ips) == 0 {
+		err = &net.DNSError{Err: "no addresses", Name: tg.host, IsNotFound: true}
+	}
+	return ips, err
+}
+
+// dialFirst connects to the first of ips that accepts, in order, until
+// ctx ends. The error is unclassified (phase connect).
+func dialFirst(ctx context.Context, ips []netip.Addr, port uint16) (net.Conn, netip.AddrPort, error) {
+	var d net.Dialer
+	var ap netip.AddrPort
+	err := errors.New("upstream: no address to connect to")
+	for _, ip := range ips {
+		ap = netip.AddrPortFrom(ip.Unmap(), port)
+		var nc net.Conn
+		if nc, err = d.DialContext(ctx, "tcp", ap.String()); err == nil {
+			return nc, ap, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, ap, err
+}
+
+// handshake runs the TLS client handshake on nc, closing nc when it
+// fails. The error is unclassified (phase tls).
+func handshake(ctx context.Context, nc net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
