@@ -717,21 +717,36 @@ func resolverProblem(s string) string {
 	return portProblem(port, 1)
 }
 
-// pathPrefixProblem checks match.path_prefix.
+// pathPrefixProblem checks match.path_prefix: a path without query.
 func pathPrefixProblem(s string) string {
+	return pathProblem(s, func(r rune) string {
+		if r == '?' {
+			return "must not contain '?' (the query is not matched)"
+		}
+		return ""
+	})
+}
+
+// pathProblem checks a path that begins with "/" and holds no '#',
+// whitespace, control characters or invalid UTF-8; rule adds a check per
+// character and returns its reason, or "".
+func pathProblem(s string, rule func(r rune) string) string {
 	if !strings.HasPrefix(s, "/") {
 		return fmt.Sprintf("must begin with \"/\", got %q", s)
 	}
 	for _, r := range s {
+		why := rule(r)
 		switch {
-		case r == '?':
-			return fmt.Sprintf("must not contain '?' (the query is not matched), got %q", s)
+		case why != "":
 		case r == '#':
-			return fmt.Sprintf("must not contain '#', got %q", s)
+			why = "must not contain '#'"
 		case unicode.IsSpace(r):
-			return fmt.Sprintf("must not contain spaces, got %q", s)
+			why = "must not contain spaces"
 		case unicode.IsControl(r) || r == unicode.ReplacementChar:
-			return fmt.Sprintf("must not contain control characters or invalid UTF-8, got %q", s)
+			why = "must not contain control characters or invalid UTF-8"
+		}
+		if why != "" {
+			return fmt.Sprintf("%s, got %q", why, s)
 		}
 	}
 	return ""
@@ -920,26 +935,15 @@ func expectProblem(s string) string {
 	return fmt.Sprintf("range %q is reversed: write the lower status first", s)
 }
 
-// probePathProblem checks health.active.path, a request-target: it begins
-// with "/" and holds only visible ASCII characters other than '#' (a
-// query is allowed).
+// probePathProblem checks health.active.path, a request-target: a path
+// of visible ASCII characters (a query is allowed).
 func probePathProblem(s string) string {
-	if !strings.HasPrefix(s, "/") {
-		return fmt.Sprintf("must begin with \"/\", got %q", s)
-	}
-	for _, r := range s {
-		switch {
-		case r == '#':
-			return fmt.Sprintf("must not contain '#', got %q", s)
-		case unicode.IsSpace(r):
-			return fmt.Sprintf("must not contain spaces, got %q", s)
-		case unicode.IsControl(r) || r == unicode.ReplacementChar:
-			return fmt.Sprintf("must not contain control characters or invalid UTF-8, got %q", s)
-		case r > '~':
-			return fmt.Sprintf("must be ASCII (percent-encode other characters), got %q", s)
+	return pathProblem(s, func(r rune) string {
+		if r > '~' && r != unicode.ReplacementChar {
+			return "must be ASCII (percent-encode other characters)"
 		}
-	}
-	return ""
+		return ""
+	})
 }
 
 // probeHostProblem checks health.active.host, a Host header value:
