@@ -52,6 +52,9 @@ type Options struct {
 	// Now is the clock of ejections. Nil means [time.Now]. The probe
 	// interval always runs on real time.
 	Now func() time.Time
+	// Prev, when set, is the checker of the upstream this one replaces on
+	// a reload: the targets they share keep their health state.
+	Prev *Checker
 }
 
 // Active configures active health checks: GET Path on every target, every
@@ -279,7 +282,29 @@ func New(opt Options, tr *upstream.Transport, onChange func(usable []*upstream.T
 		c.byTarget[tg] = t
 	}
 	c.results = make(chan probeResult, len(c.targets))
+	if p := opt.Prev; p != nil {
+		c.inherit(p)
+	}
 	return c
+}
+
+// inherit copies the health state of the targets c shares with prev (a
+// reload that rebuilt the upstream but kept these targets): an ejected
+// target stays ejected until its time, a failing one stays out, and
+// counts go on.
+func (c *Checker) inherit(prev *Checker) {
+	prev.mu.Lock()
+	defer prev.mu.Unlock()
+	for _, t := range c.targets {
+		old := prev.byTarget[t.tg]
+		if old == nil {
+			continue
+		}
+		t.consecutive.Store(old.consecutive.Load())
+		t.lastCause.Store(old.lastCause.Load())
+		t.ejected, t.until, t.mult, t.ejections = old.ejected, old.until, old.mult, old.ejections
+		t.activeFailing, t.probeFails, t.probePasses = old.activeFailing, old.probeFails, old.probePasses
+	}
 }
 
 func withDefaults(opt Options) Options {

@@ -136,12 +136,15 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 			g.Upstreams[name] = old
 			continue
 		}
-		tr, err := buildTransport(name, u)
+		// A changed upstream is rebuilt, but its unchanged targets keep
+		// their pooled connections and health state.
+		old := prev.upstream(name)
+		tr, err := buildTransport(name, u, old)
 		if err != nil {
 			g.closeExcept(prev)
 			return nil, fmt.Errorf("%s:%d: upstreams.%s: %w", cfg.File, u.Line, name, err)
 		}
-		up := buildUpstream(name, u, tr, log)
+		up := buildUpstream(name, u, tr, log, old)
 		up.conf = conf
 		g.Upstreams[name] = up
 	}
@@ -174,10 +177,7 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 
 // buildUpstream wires a transport to its balancer, health checker and
 // limiter: health publishes the usable targets to the balancer.
-func buildUpstream(name string, u *config.Upstream, tr *upstream.Transport, log *slog.Logger) *Upstream {
-	for i, tg := range tr.Targets() {
-		tg.Weight = max(u.Targets[i].Weight, 1)
-	}
+func buildUpstream(name string, u *config.Upstream, tr *upstream.Transport, log *slog.Logger, old *Upstream) *Upstream {
 	up := &Upstream{Name: name, Transport: tr, drained: make([]atomic.Bool, len(u.Targets))}
 	for i, t := range u.Targets {
 		up.drained[i].Store(t.Drain)
@@ -203,6 +203,9 @@ func buildUpstream(name string, u *config.Upstream, tr *upstream.Transport, log 
 			Path: a.Path, Host: a.Host, Interval: a.Interval.Std(), Timeout: a.Timeout.Std(),
 			ExpectLo: lo, ExpectHi: hi, Healthy: a.HealthyThreshold, Unhealthy: a.UnhealthyThreshold,
 		}
+	}
+	if old != nil {
+		hopt.Prev = old.Health
 	}
 	up.Health = health.New(hopt, tr, up.setUsable)
 	up.setUsable(tr.Targets())
@@ -268,9 +271,12 @@ func buildRetry(rc config.Retry, budget *retry.Budget) proxy.Retry {
 	}
 }
 
-func buildTransport(name string, u *config.Upstream) (*upstream.Transport, error) {
+// buildTransport builds an upstream's transport, adopting the unchanged
+// targets of old (which may be nil) with their pooled connections.
+func buildTransport(name string, u *config.Upstream, old *Upstream) (*upstream.Transport, error) {
 	opt := upstream.Options{
 		Name:                  name,
+		ConnKey:               connKey(u),
 		ConnectTimeout:        u.Timeouts.Connect.Std(),
 		ResponseHeaderTimeout: u.Timeouts.ResponseHeader.Std(),
 		IdleTimeout:           u.Timeouts.Idle.Std(),
@@ -294,11 +300,31 @@ func buildTransport(name string, u *config.Upstream) (*upstream.Transport, error
 		}
 		opt.TLS = cfg
 	}
-	urls := make([]string, len(u.Targets))
+	specs := make([]upstream.TargetSpec, len(u.Targets))
 	for i, t := range u.Targets {
-		urls[i] = strings.TrimSuffix(t.URL, "/")
+		specs[i] = upstream.TargetSpec{URL: strings.TrimSuffix(t.URL, "/"), Weight: max(t.Weight, 1)}
 	}
-	return upstream.New(opt, urls)
+	var prev *upstream.Transport
+	if old != nil {
+		prev = old.Transport
+	}
+	return upstream.NewTargets(opt, specs, prev)
+}
+
+// connKey is what pooled connections to an upstream's targets depend on:
+// the TLS settings (with the CA file's content) and the resolver.
+func connKey(u *config.Upstream) string {
+	c := config.Upstream{TLS: u.TLS, Resolver: u.Resolver}
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return ""
+	}
+	if u.TLS != nil && u.TLS.CAFile != "" {
+		pem, _ := os.ReadFile(u.TLS.CAFile)
+		sum := sha256.Sum256(pem)
+		b = append(b, sum[:]...)
+	}
+	return string(b)
 }
 
 // Start starts the background work (active health checks) of the

@@ -33,6 +33,10 @@ import (
 type Options struct {
 	// Name is the upstream's name, recorded in errors.
 	Name string
+	// ConnKey identifies the settings pooled connections depend on (TLS,
+	// resolver); NewTargets adopts targets of a previous Transport only
+	// when it is equal and not empty.
+	ConnKey string
 	// ConnectTimeout bounds DNS, TCP connect and TLS handshake together.
 	ConnectTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for a complete response head
@@ -63,6 +67,9 @@ type Transport struct {
 	resolver *net.Resolver
 	targets  []*Target
 
+	// from is the Transport targets were adopted from, if any.
+	from *Transport
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -81,6 +88,8 @@ type Target struct {
 	// inflight counts requests in flight to the target, maintained by
 	// Acquire and Release.
 	inflight atomic.Int64
+	// owner is the Transport that closes the target's pool.
+	owner atomic.Pointer[Transport]
 	// opened and reused count connections dialed and taken from the pool
 	// (see ConnStats).
 	opened, reused atomic.Uint64
@@ -95,7 +104,29 @@ type Target struct {
 // New builds a Transport for the given target URLs (http or https, host
 // and optional port, nothing else) and starts its idle-connection reaper.
 func New(opt Options, urls []string) (*Transport, error) {
+	specs := make([]TargetSpec, len(urls))
+	for i, u := range urls {
+		specs[i] = TargetSpec{URL: u, Weight: 1}
+	}
+	return NewTargets(opt, specs, nil)
+}
+
+// TargetSpec describes one target of NewTargets.
+type TargetSpec struct {
+	URL    string
+	Weight int // at least 1
+}
+
+// NewTargets builds a Transport for targets. Targets of prev (which may be
+// nil) with the same URL and weight are adopted, with their pooled
+// connections and counters, when prev's connection settings (ConnKey,
+// pool size and idle time) equal opt's: a reload that changes one target
+// of an upstream does not reconnect to the others. prev then no longer
+// closes them.
+func NewTargets(opt Options, specs []TargetSpec, prev *Transport) (*Transport, error) {
 	t := &Transport{opt: opt, resolver: net.DefaultResolver, stop: make(chan struct{})}
+	adoptable := prev != nil && opt.ConnKey != "" && prev.opt.ConnKey == opt.ConnKey &&
+		prev.opt.MaxIdlePerTarget == opt.MaxIdlePerTarget && prev.opt.PoolIdle == opt.PoolIdle
 	if opt.Resolver != "" {
 		addr := opt.Resolver
 		t.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -103,11 +134,23 @@ func New(opt Options, urls []string) (*Transport, error) {
 			return d.DialContext(ctx, network, addr)
 		}}
 	}
-	for _, raw := range urls {
-		tg, err := t.newTarget(raw)
+next:
+	for _, spec := range specs {
+		if adoptable {
+			for _, old := range prev.targets {
+				if old.URL == spec.URL && old.Weight == max(spec.Weight, 1) && old.owner.CompareAndSwap(prev, t) {
+					t.targets = append(t.targets, old)
+					t.from = prev
+					continue next
+				}
+			}
+		}
+		tg, err := t.newTarget(spec.URL)
 		if err != nil {
 			return nil, err
 		}
+		tg.Weight = max(spec.Weight, 1)
+		tg.owner.Store(t)
 		t.targets = append(t.targets, tg)
 	}
 	if opt.MaxIdlePerTarget > 0 && opt.PoolIdle > 0 {
@@ -191,6 +234,14 @@ func (t *Transport) Close() {
 	t.stopOnce.Do(func() { close(t.stop) })
 	t.wg.Wait()
 	for _, tg := range t.targets {
+		if tg.owner.Load() != t {
+			continue // adopted by a newer Transport, which closes it
+		}
+		// A Transport abandoned before use (a reload that failed after
+		// building it) hands adopted targets back to the running one.
+		if t.from != nil && !t.from.closed() && tg.owner.CompareAndSwap(t, t.from) {
+			continue
+		}
 		tg.pool.closeAll()
 	}
 }
