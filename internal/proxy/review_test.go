@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"candor/internal/fault"
 )
@@ -27,6 +28,11 @@ upstreams:
 	if len(states) != 1 || !states[0].Ejected {
 		t.Fatalf("after 3 truncated bodies the target is not ejected: %+v", states)
 	}
+	// The checker publishes the ejection to the balancer from its own
+	// goroutine: wait (bounded) for it to take effect.
+	eventually(t, 5*time.Second, "the ejected target leaves the balancer", func() bool {
+		return g.st.Generation().Upstreams["u"].Balancer.Usable() == 0
+	})
 	wantProblem(t, get(t, g.base+"/ok", nil), 503, "no_healthy_upstream")
 }
 
