@@ -92,7 +92,7 @@ func (h *Handler) attempts(x *exchange, rt *Route, req *upstream.Request) (*upst
 		// ended (report): a body fault must count against the target.
 		x.rec.Tries = append(x.rec.Tries, telemetry.Try{Attempt: attempt, Target: tg.Addr, Status: resp.Status})
 		if slices.Contains(rt.Retry.OnStatus, resp.Status) && attempt < rt.Retry.Attempts && req.Replayable && holdable(resp) {
-			data, err := readLimited(resp.Body, heldLimit)
+			data, err := readLimited(resp.Body, heldLimit, nil, resp.ContentLength)
 			resp.Body.Close()
 			rt.report(tg, resp)
 			x.inflight = nil
@@ -285,10 +285,11 @@ func holdable(resp *upstream.Response) bool {
 
 // writeHeld sends a held response.
 func (h *Handler) writeHeld(x *exchange, hd *held) {
-	x.copyHead(hd.resp)
+	length := hd.resp.ContentLength
 	if hd.resp.Mode != upstream.BodyNone {
-		x.w.Header().Set("Content-Length", itoa(int64(len(hd.body))))
+		length = int64(len(hd.body))
 	}
+	x.copyHead(hd.resp, length)
 	x.wroteHeader = true
 	x.w.WriteHeader(hd.resp.Status)
 	if _, err := x.w.Write(hd.body); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,18 +217,44 @@ func runProxy(b *testing.B, addr string, status, size int) {
 	if size > 0 {
 		b.SetBytes(int64(size))
 	}
+	cpu := cpuTime()
 	for b.Loop() {
 		s, n, err := rc.do()
 		if err != nil || s != status || (size >= 0 && n != size) {
 			b.Fatalf("status %d, %d body bytes, %v; want %d, %d", s, n, err, status, size)
 		}
 	}
+	reportCPU(b, cpu)
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per operation since start
+// (gateway, upstream and client together) as cpu-ns/op: on shared, noisy
+// cores it varies less than the wall time, and it is what a gateway costs.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkProxyGET is a 100-byte 200 passed through a streaming route.
 func BenchmarkProxyGET(b *testing.B) {
 	up := startFixed(b, "text/plain", bytes.Repeat([]byte("x"), 100))
 	runProxy(b, benchGateway(b, benchConfig(up.url(), "", "")), 200, 100)
+}
+
+// BenchmarkProxyGETAccessLog is BenchmarkProxyGET with the access log on:
+// one JSON record per request (to io.Discard).
+func BenchmarkProxyGETAccessLog(b *testing.B) {
+	up := startFixed(b, "text/plain", bytes.Repeat([]byte("x"), 100))
+	yaml := strings.Replace(benchConfig(up.url(), "", ""), "access: false", "access: true", 1)
+	runProxy(b, benchGateway(b, yaml), 200, 100)
 }
 
 // BenchmarkProxyGETParallel is BenchmarkProxyGET from several client
@@ -246,6 +273,7 @@ func BenchmarkProxyGETParallel(b *testing.B) {
 	var mu sync.Mutex
 	b.ReportAllocs()
 	b.SetParallelism(4)
+	cpu := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		mu.Lock()
 		rc := dialRaw(b, addr, "/bench/path?q=1")
@@ -257,6 +285,7 @@ func BenchmarkProxyGETParallel(b *testing.B) {
 			}
 		}
 	})
+	reportCPU(b, cpu)
 }
 
 // BenchmarkProxyGET16K is a 16 KiB 200 passed through a streaming route.
@@ -321,5 +350,55 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if !json.Valid(body) {
 		t.Fatalf("invalid JSON")
+	}
+}
+
+// TestProxyAllocs measures the allocations of one whole proxied request,
+// testing.AllocsPerRun-style (every goroutine's: the gateway's, and the
+// upstream's and client's, which allocate nothing), logs them, and holds
+// them under a ceiling so that a change adding allocations to the request
+// path is noticed. About 16 of them are net/http's own (request parsing,
+// the response header's clone, the server's contexts), and the
+// cancellation hook's context.AfterFunc costs 5; see docs/profile.md.
+func TestProxyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	doc := benchJSON(16 << 10)
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedURL := "http://" + refused.Addr().String()
+	refused.Close()
+	for _, tc := range []struct {
+		name         string
+		upstream     func() string
+		route, up    string
+		status, size int
+		max          float64
+	}{
+		{"get_100B", func() string { return startFixed(t, "text/plain", bytes.Repeat([]byte("x"), 100)).url() }, "", "", 200, 100, 32},
+		{"get_16KiB", func() string { return startFixed(t, "text/plain", bytes.Repeat([]byte("x"), 16<<10)).url() }, "", "", 200, 16 << 10, 32},
+		{"strict_json_16KiB", func() string { return startFixed(t, "application/json", doc).url() }, "    strict: {buffer: 1MiB, validate: json}", "", 200, len(doc), 32},
+		{"error_502", func() string { return refusedURL }, "    retry: {attempts: 1}", "    health: {passive: {consecutive_failures: 0}}", 502, -1, 68},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := benchGateway(t, benchConfig(tc.upstream(), tc.route, tc.up))
+			rc := dialRaw(t, addr, "/bench/path?q=1")
+			do := func() {
+				if s, n, err := rc.do(); err != nil || s != tc.status || (tc.size >= 0 && n != tc.size) {
+					t.Fatalf("status %d, %d body bytes, %v; want %d, %d", s, n, err, tc.status, tc.size)
+				}
+			}
+			for range 200 {
+				do()
+			}
+			n := testing.AllocsPerRun(500, do)
+			t.Logf("%.0f allocations per proxied request", n)
+			if n > tc.max {
+				t.Errorf("%.0f allocations per proxied request, want at most %.0f", n, tc.max)
+			}
+		})
 	}
 }

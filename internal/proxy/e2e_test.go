@@ -579,3 +579,20 @@ func TestAccessLogQueryAndSampling(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessLogOff: without log.access only failures are logged, whatever
+// the level.
+func TestAccessLogOff(t *testing.T) {
+	up := faultServer(t)
+	g := startGateway(t, strings.Replace(oneUpstream(up.URL(), ""), "access: true", "access: false", 1))
+	get(t, g.base+"/ok", map[string]string{"X-Request-Id": "off-1"})
+	get(t, g.base+"/close", map[string]string{"X-Request-Id": "off-2"})
+	if rec := g.log.record(t, "off-2"); rec["failure.kind"] == nil {
+		t.Fatalf("failure record without a cause: %v", rec)
+	}
+	for _, r := range g.log.records(t) {
+		if r["request_id"] == "off-1" {
+			t.Fatalf("a success was logged with the access log off: %v", r)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/textproto"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -190,6 +191,13 @@ type exchange struct {
 	// abort reports that the response must be cut off: its status was
 	// sent and its body broke.
 	abort bool
+
+	// The upstream request, its extra fields and the record's tries live
+	// here, so that they cost no allocations of their own (see outbound
+	// and attempts).
+	req   upstream.Request
+	extra [6]upstream.Field // four of outbound's, traceparent, tracestate
+	tries [2]telemetry.Try
 }
 
 // ServeHTTP handles one request.
@@ -198,7 +206,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{w: w, r: r, id: respond.RequestID(r.Header)}
 	x.rec = telemetry.Record{
 		Time: start, RequestID: x.id, Method: r.Method, Host: r.Host,
-		Path: r.URL.Path,
+		Path: r.URL.Path, Tries: x.tries[:0],
 	}
 	if h.query && r.URL.RawQuery != "" {
 		x.rec.Path += "?" + r.URL.RawQuery
@@ -221,7 +229,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		x.rec.Total = time.Since(start)
 		x.span.End(&x.rec)
-		if x.rec.Failed || h.sample >= 1 || rand.Float64() < h.sample {
+		// Failures are always logged; successes only with the access log
+		// on (config log.access), sampled.
+		if x.rec.Failed || h.access && (h.sample >= 1 || rand.Float64() < h.sample) {
 			x.rec.Log(r.Context(), h.log)
 		}
 		if h.recorder != nil {
@@ -285,7 +295,7 @@ func (h *Handler) serve(x *exchange) {
 		h.tunnel(x, rt, protocols)
 		return
 	}
-	req := outbound(r, x.id)
+	req := x.outbound()
 	// A replayable body is buffered before a slot is taken, so that slow
 	// uploads do not hold the upstream's concurrency slots.
 	if fe := bufferBody(r, req, rt.Retry); fe != nil {
@@ -345,20 +355,35 @@ func asFailure(ctx context.Context, err error) *failure.Error {
 }
 
 // copyHead copies the upstream's end-to-end fields to the client's
-// response.
-func (x *exchange) copyHead(resp *upstream.Response) {
+// response, with Content-Length length when it is not negative, as
+// http.Header.Add and Set would, but with one backing array
+// for all the values: each is a full slice expression of length and
+// capacity 1, so that a repeated field (or a later Add) appends to a copy
+// rather than into its neighbour.
+func (x *exchange) copyHead(resp *upstream.Response, length int64) {
 	hdr := x.w.Header()
-	for _, f := range resp.Fields {
-		hdr.Add(f.Name, f.Value)
+	vals := make([]string, len(resp.Fields)+2)
+	for i, f := range resp.Fields {
+		// The name is usually canonical already, which costs no copy.
+		name := textproto.CanonicalMIMEHeaderKey(f.Name)
+		if vs, ok := hdr[name]; ok {
+			hdr[name] = append(vs, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		hdr[name] = vals[i : i+1 : i+1]
 	}
-	hdr.Set("X-Request-Id", x.id)
+	n := len(resp.Fields)
+	vals[n] = x.id
+	hdr[respond.HeaderRequestID] = vals[n : n+1 : n+1]
 	if _, ok := hdr["Content-Type"]; !ok {
 		// Pass the absence through: net/http would otherwise sniff a
 		// type from the body and relabel the upstream's response.
 		hdr["Content-Type"] = nil
 	}
-	if resp.ContentLength >= 0 {
-		hdr.Set("Content-Length", itoa(resp.ContentLength))
+	if length >= 0 {
+		vals[n+1] = itoa(length)
+		hdr["Content-Length"] = vals[n+1 : n+2 : n+2]
 	}
 	x.rec.Status = resp.Status
 	x.rec.Source = telemetry.SourceUpstream
@@ -392,7 +417,7 @@ func (h *Handler) stream(x *exchange, resp *upstream.Response) {
 		h.fail(x, asFailure(x.r.Context(), rerr))
 		return
 	}
-	x.copyHead(resp)
+	x.copyHead(resp, resp.ContentLength)
 	x.wroteHeader = true
 	x.w.WriteHeader(resp.Status)
 	if n == 0 && rerr == nil {
@@ -448,13 +473,15 @@ func (x *exchange) clientGone(err error) {
 	x.rec.Status = failure.StatusClientClosed
 }
 
-// outbound builds the upstream request from the client's.
-func outbound(r *http.Request, id string) *upstream.Request {
+// outbound builds the upstream request from the client's, in x.
+func (x *exchange) outbound() *upstream.Request {
+	r := x.r
 	target := r.RequestURI
 	if !strings.HasPrefix(target, "/") && target != "*" {
 		target = r.URL.RequestURI() // absolute-form: send origin-form
 	}
-	req := &upstream.Request{
+	req := &x.req
+	*req = upstream.Request{
 		Method:        r.Method,
 		Target:        target,
 		Host:          r.Host,
@@ -476,11 +503,11 @@ func outbound(r *http.Request, id string) *upstream.Request {
 	}
 	// No trusted proxies are configured: client-supplied forwarding
 	// fields are replaced, never appended to.
-	req.Extra = []upstream.Field{
-		{Name: "X-Request-Id", Value: id},
-		{Name: "X-Forwarded-For", Value: client},
-		{Name: "X-Forwarded-Proto", Value: proto},
-		{Name: "X-Forwarded-Host", Value: r.Host},
-	}
+	req.Extra = append(x.extra[:0],
+		upstream.Field{Name: "X-Request-Id", Value: x.id},
+		upstream.Field{Name: "X-Forwarded-For", Value: client},
+		upstream.Field{Name: "X-Forwarded-Proto", Value: proto},
+		upstream.Field{Name: "X-Forwarded-Host", Value: r.Host},
+	)
 	return req
 }

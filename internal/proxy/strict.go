@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"strconv"
 	"strings"
 
@@ -27,7 +25,12 @@ func (h *Handler) buffered(x *exchange, s *Strict, resp *upstream.Response) {
 		h.fail(x, x.strictError(failure.ResponseTooLarge, "Content-Length "+itoa(resp.ContentLength)+" exceeds strict.buffer "+itoa(s.Buffer), resp))
 		return
 	}
-	data, err := readLimited(body, s.Buffer)
+	// The body is read into a pooled buffer when it fits, which is given
+	// back once the response is written (nothing keeps a reference: the
+	// failure details quote copies).
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	data, err := readLimited(body, s.Buffer, (*bp)[:0], resp.ContentLength)
 	if err != nil {
 		fe, ok := errors.AsType[*failure.Error](err)
 		if !ok {
@@ -42,12 +45,13 @@ func (h *Handler) buffered(x *exchange, s *Strict, resp *upstream.Response) {
 			return
 		}
 	}
-	x.copyHead(resp)
+	length := resp.ContentLength
 	if resp.Mode != upstream.BodyNone {
 		// The body was de-chunked: declare its exact length. Trailers
 		// are dropped, as a Content-Length response cannot carry them.
-		x.w.Header().Set("Content-Length", itoa(int64(len(data))))
+		length = int64(len(data))
 	}
+	x.copyHead(resp, length)
 	x.wroteHeader = true
 	x.w.WriteHeader(resp.Status)
 	if _, err := x.w.Write(data); err != nil {
@@ -73,17 +77,32 @@ func (x *exchange) strictError(k failure.Kind, detail string, resp *upstream.Res
 var errTooLarge = errors.New("body exceeds the strict buffer")
 
 // readLimited reads body to io.EOF, failing with errTooLarge past limit
-// bytes.
-func readLimited(body io.Reader, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, err
+// bytes (having read limit+1 of them, no more). It reads into buf's
+// capacity while the body fits, and into a larger slice, allocated once
+// when size (the declared length, or -1) says how large, when it does not.
+func readLimited(body io.Reader, limit int64, buf []byte, size int64) ([]byte, error) {
+	data := buf[:0]
+	for {
+		if len(data) == cap(data) {
+			want := max(2*cap(data), 512)
+			if size >= int64(len(data)) {
+				// One byte more than declared: the read that finds the end.
+				want = max(want, int(min(size, limit)+1))
+			}
+			data = append(make([]byte, 0, min(int64(want), limit+1)), data...)
+		}
+		n, err := body.Read(data[len(data):min(int64(cap(data)), limit+1)])
+		data = data[:len(data)+n]
+		if int64(len(data)) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if n > limit {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
 }
 
 // isJSON reports a JSON media type (RFC 8259 §11, RFC 6839 §3.1):
@@ -93,21 +112,56 @@ func isJSON(fields []upstream.Field) bool {
 		if !strings.EqualFold(f.Name, "Content-Type") {
 			continue
 		}
-		// A type with a broken parameter ("application/json; charset")
-		// is still that type: validate it rather than wave it through.
-		mt, _, err := mime.ParseMediaType(f.Value)
-		if mt == "" && err != nil {
-			mt = strings.ToLower(strings.TrimSpace(strings.Split(f.Value, ";")[0]))
+		// The media type is what mime.ParseMediaType would return
+		// (the value before any ";", trimmed, in lower case), whether or
+		// not the parameters parse: a type with a broken parameter
+		// ("application/json; charset") is still that type, and is
+		// validated rather than waved through.
+		base, _, _ := strings.Cut(f.Value, ";")
+		mt := strings.TrimSpace(base)
+		if !isASCII(mt) {
+			mt = strings.TrimSpace(strings.ToLower(base))
 		}
-		return mt == "application/json" || strings.HasSuffix(mt, "+json")
+		return asciiEqualFold(mt, "application/json") || len(mt) >= 5 && asciiEqualFold(mt[len(mt)-5:], "+json")
 	}
 	return false
+}
+
+// isASCII reports whether s is all ASCII, so that comparing it in lower
+// case needs no copy.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiEqualFold reports whether s, in ASCII lower case, equals lower (all
+// lower case).
+func asciiEqualFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // jsonError returns why data is not one valid JSON value, or "" when it
 // is.
 func jsonError(data []byte) string {
-	if json.Valid(data) {
+	// validJSON decides as json.Valid does, faster; json.Valid has the
+	// last word on a rejection, whose detail comes from encoding/json.
+	if validJSON(data) || json.Valid(data) {
 		return ""
 	}
 	if len(strings.TrimSpace(string(data))) == 0 {

@@ -106,7 +106,7 @@ func isToken(s string) bool {
 func (h *Handler) tunnel(x *exchange, rt *Route, protocols string) {
 	r := x.r
 	ctx := r.Context()
-	req := outbound(r, x.id)
+	req := x.outbound()
 	req.Upgrade = protocols
 	req.Replayable = false
 	// Registered before the upstream is asked, so that a CloseTunnels

@@ -252,7 +252,10 @@ func (r *Record) Log(ctx context.Context, l *slog.Logger) {
 	if r.Failed {
 		msg = r.Kind.String()
 	}
-	l.LogAttrs(ctx, lvl, msg, r.Attrs()...)
+	// One attribute, a group with an empty key, which handlers inline
+	// (see slog.Handler): the record's attributes are then not copied
+	// into a slice of the slog.Record's own.
+	l.LogAttrs(ctx, lvl, msg, slog.Attr{Value: slog.GroupValue(r.Attrs()...)})
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

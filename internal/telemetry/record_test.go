@@ -112,3 +112,35 @@ func TestRecordTunnel(t *testing.T) {
 		}
 	}
 }
+
+// TestLogInlinesGroup: Log passes the record as one group with an empty
+// key, which must write exactly what the record's attributes passed one by
+// one write, with the JSON and the text handler.
+func TestLogInlinesGroup(t *testing.T) {
+	fe := failure.Wrap(failure.MalformedHeader, "detail", errors.New("parse"))
+	fe.Upstream, fe.Target = "api", "10.0.0.7:8080"
+	r := &Record{RequestID: "rid-1", Method: "GET", Path: "/", Route: "api", Status: 502,
+		Tries: []Try{{Attempt: 1, Target: "a", Cause: "x"}, {Attempt: 2, Target: "b", Status: 200}}}
+	r.SetFailure(fe)
+	noTime := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}
+	for name, newHandler := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler {
+			return slog.NewJSONHandler(b, &slog.HandlerOptions{ReplaceAttr: noTime})
+		},
+		"text": func(b *bytes.Buffer) slog.Handler {
+			return slog.NewTextHandler(b, &slog.HandlerOptions{ReplaceAttr: noTime})
+		},
+	} {
+		var got, want bytes.Buffer
+		r.Log(context.Background(), slog.New(newHandler(&got)))
+		slog.New(newHandler(&want)).LogAttrs(context.Background(), r.Level(), r.Kind.String(), r.Attrs()...)
+		if got.String() != want.String() {
+			t.Errorf("%s:\n got %s\nwant %s", name, got.String(), want.String())
+		}
+	}
+}

@@ -4,7 +4,9 @@ package upstream
 
 import "net"
 
-// alive cannot probe a socket without blocking on this platform; the idle
+// prober cannot probe a socket without blocking on this platform; the idle
 // limit and the replay of safe requests still guard against the keep-alive
 // race.
-func alive(net.Conn) bool { return true }
+type prober struct{}
+
+func (*prober) alive(net.Conn) bool { return true }

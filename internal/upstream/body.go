@@ -48,8 +48,10 @@ func (b *Body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := b.c.setReadDeadline(time.Now().Add(b.att.t.opt.IdleTimeout)); err != nil {
-		return 0, b.failIO(err)
+	if b.mayWait() {
+		if err := b.c.setReadDeadline(time.Now().Add(b.att.t.opt.IdleTimeout)); err != nil {
+			return 0, b.failIO(err)
+		}
 	}
 	switch b.mode {
 	case BodyNone:
@@ -62,6 +64,23 @@ func (b *Body) Read(p []byte) (int, error) {
 	default:
 		return b.readUntilClose(p)
 	}
+}
+
+// mayWait reports whether the next Read may wait for the network, and so
+// needs a deadline (and a check for cancellation, which goes with it). A
+// read that bufio serves from its buffer, or the end of a body without
+// one, does not wait. Chunked framing may need more bytes than are
+// buffered, so its reads always count as waiting.
+func (b *Body) mayWait() bool {
+	switch b.mode {
+	case BodyNone:
+		return false
+	case BodyLength:
+		return b.left > 0 && b.c.br.Buffered() == 0
+	case BodyClose:
+		return b.c.br.Buffered() == 0
+	}
+	return true
 }
 
 func (b *Body) readLength(p []byte) (int, error) {
@@ -145,12 +164,18 @@ func (b *Body) readChunked(p []byte) (int, error) {
 
 // chunkEnd consumes the CRLF after chunk data.
 func (b *Body) chunkEnd() error {
+	// Byte by byte: io.ReadFull through an interface would move crlf to
+	// the heap, an allocation per chunk.
 	var crlf [2]byte
-	if _, err := io.ReadFull(b.c.br, crlf[:]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return b.fail(failure.TruncatedBody, "connection closed after chunk data", io.ErrUnexpectedEOF)
+	for i := range crlf {
+		c, err := b.c.br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return b.fail(failure.TruncatedBody, "connection closed after chunk data", io.ErrUnexpectedEOF)
+			}
+			return b.failIO(err)
 		}
-		return b.failIO(err)
+		crlf[i] = c
 	}
 	if crlf != [2]byte{'\r', '\n'} {
 		return b.fail(failure.MalformedChunk, "chunk data longer than its size or not followed by CRLF: "+failure.Quote(crlf[:]), nil)
@@ -251,11 +276,11 @@ func (b *Body) readTrailer() error {
 		if n > lim.Fields {
 			return b.fail(failure.MalformedChunk, "trailer section too large", nil)
 		}
-		f, err := parseField(line, n)
+		name, value, err := parseField(line, n)
 		if err != nil {
 			return b.fail(failure.MalformedChunk, "trailer "+failure.KindOf(err).String()+": "+detailOf(err), nil)
 		}
-		b.trailer = append(b.trailer, f)
+		b.trailer = append(b.trailer, Field{Name: string(name), Value: string(value)})
 	}
 }
 

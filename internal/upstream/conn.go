@@ -38,6 +38,14 @@ type conn struct {
 	idleSince time.Time
 	idleLimit time.Duration
 	uses      int
+
+	// interrupt is cancelIO, the cancellation hook of every attempt on
+	// the connection (context.AfterFunc), made once.
+	interrupt func()
+	// probe checks the idle connection before reuse (alive).
+	probe prober
+	// hs is the memory response heads are parsed in.
+	hs headScratch
 }
 
 // Read implements io.Reader for br, counting bytes.
@@ -61,6 +69,9 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 func (c *conn) close() { c.nc.Close() }
+
+// cancelIO makes blocked I/O fail at once: a deadline in the past.
+func (c *conn) cancelIO() { c.nc.SetDeadline(aLongTimeAgo) }
 
 // setReadDeadline sets the read deadline and then reports the attempt's
 // cancellation, so that a cancellation is never overridden.
@@ -108,7 +119,7 @@ func (p *pool) get(now time.Time) *conn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && c.tlsQuiet() && alive(c.raw) {
+		if now.Sub(c.idleSince) < c.idleLimit && c.br.Buffered() == 0 && c.tlsQuiet() && c.probe.alive(c.raw) {
 			return c
 		}
 		p.discarded.Add(1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,14 +80,27 @@ type Limits struct {
 // maxInterim bounds the 1xx interim responses accepted before the final one.
 const maxInterim = 8
 
-// headReader reads one response head from br under limits. It reuses its
-// scratch buffer between heads.
+// headReader reads one response head from br under limits, in buffers it
+// takes from, and gives back to, a [headScratch].
+//
+// The names and values of the fields kept are copied into arena as they are
+// read, and spans says where each one lies; once the head is complete, one
+// string conversion makes all of them (names common enough to be in
+// [commonNames] take no room). A head thus costs one allocation for its
+// strings, whatever its number of fields.
 type headReader struct {
 	br      *bufio.Reader
 	lim     Limits
 	used    int // bytes of the head so far
 	scratch []byte
+	arena   []byte
+	spans   []span
 }
+
+// span locates a kept field's name and value in headReader.arena: name
+// [n0, n1), or n0 < 0 when the name is a common one set at once; value
+// [v0, v1).
+type span struct{ n0, n1, v0, v1 int }
 
 // errHead builds a head-phase error of kind k.
 func errHead(k failure.Kind, detail string) error { return failure.New(k, detail) }
@@ -97,26 +111,85 @@ func errHead(k failure.Kind, detail string) error { return failure.New(k, detail
 // Upgrade field, empty when it asked for none: a 101 (Switching Protocols)
 // is a final head only in answer to one, and only to a protocol it offered.
 func readHead(br *bufio.Reader, lim Limits, method, upgrade string) (*Head, error) {
-	hr := headReader{br: br, lim: lim}
+	h := &Head{Fields: make([]Field, 0, attemptFields)}
+	if err := readHeadInto(h, new(headScratch), br, lim, method, upgrade); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// headScratch is the reusable memory of head parsing. Each connection
+// keeps one, so that reading a head allocates only its strings; nothing
+// that readHeadInto returns refers to it.
+type headScratch struct {
+	line  []byte // a line longer than the read buffer
+	arena []byte
+	spans []span
+}
+
+// maxScratch bounds the scratch memory a connection keeps between heads;
+// a rare larger head is parsed in memory that is then dropped.
+const maxScratch = 8 << 10
+
+// keep saves hr's buffers, emptied, for the next head.
+func (hs *headScratch) keep(hr *headReader) {
+	if cap(hr.scratch) <= maxScratch && cap(hr.arena) <= maxScratch && cap(hr.spans) <= maxScratch/32 {
+		hs.line, hs.arena, hs.spans = hr.scratch[:0], hr.arena[:0], hr.spans[:0]
+	} else {
+		*hs = headScratch{}
+	}
+}
+
+// readHeadInto is readHead into h, which it overwrites, parsing in hs and
+// reusing the capacity of h.Fields: the transport gives each attempt room
+// for the usual number of fields, so that a head costs one allocation, for
+// its strings.
+func readHeadInto(h *Head, hs *headScratch, br *bufio.Reader, lim Limits, method, upgrade string) error {
+	if hs.arena == nil {
+		// Room for a typical head, kept by the connection from now on.
+		hs.arena, hs.spans = make([]byte, 0, 1024), make([]span, 0, attemptFields)
+	}
+	hr := headReader{br: br, lim: lim, scratch: hs.line[:0], arena: hs.arena[:0], spans: hs.spans[:0]}
+	err := hr.readFinal(h, method, upgrade)
+	hs.keep(&hr)
+	return err
+}
+
+// readFinal reads heads into h until the final one.
+func (hr *headReader) readFinal(h *Head, method, upgrade string) error {
+	fields := h.Fields[:0]
 	for range maxInterim + 1 {
-		h, err := hr.readOne(method, upgrade)
-		if err != nil {
-			return nil, err
+		*h = Head{ContentLength: -1, Fields: fields}
+		if err := hr.readOne(h, method, upgrade); err != nil {
+			*h = Head{}
+			return err
 		}
 		if h.Status >= 200 || h.Status == 101 {
 			h.Size = hr.used
-			return h, nil
+			return nil
 		}
 		// An interim response: its fields were validated; drop it.
+		fields = h.Fields[:0]
 	}
-	return nil, errHead(failure.MalformedStatusLine, "more than "+strconv.Itoa(maxInterim)+" interim 1xx responses")
+	*h = Head{}
+	return errHead(failure.MalformedStatusLine, "more than "+strconv.Itoa(maxInterim)+" interim 1xx responses")
 }
 
-// readLine returns the next line without its CRLF. RFC 9112 §2.2: candor
-// requires CRLF; a bare LF (which the RFC lets recipients accept) and a
-// bare CR (which it requires to be rejected or replaced) are both errors
-// here, reported as kind k.
-func (hr *headReader) readLine(k failure.Kind, what string) ([]byte, error) {
+// lineName names line n of a head in errors: the status line (0) or a
+// header line (from 1).
+func lineName(n int) string {
+	if n == 0 {
+		return "status line"
+	}
+	return "header line " + strconv.Itoa(n)
+}
+
+// readLine returns the next line without its CRLF: the status line when n
+// is 0, header line n otherwise. RFC 9112 §2.2: candor requires CRLF; a
+// bare LF (which the RFC lets recipients accept) and a bare CR (which it
+// requires to be rejected or replaced) are both errors here, reported as
+// kind k.
+func (hr *headReader) readLine(k failure.Kind, n int) ([]byte, error) {
 	hr.scratch = hr.scratch[:0]
 	for {
 		frag, err := hr.br.ReadSlice('\n')
@@ -148,68 +221,134 @@ func (hr *headReader) readLine(k failure.Kind, what string) ([]byte, error) {
 			return nil, failure.Wrap(failure.TruncatedHead, "connection failed after "+strconv.Itoa(hr.used)+" bytes of the response head", err)
 		}
 		if len(line) < 2 || line[len(line)-2] != '\r' {
-			return nil, errHead(k, what+" ends in a bare LF (RFC 9112 §2.2): "+failure.Quote(line))
+			return nil, errHead(k, lineName(n)+" ends in a bare LF (RFC 9112 §2.2): "+failure.Quote(line))
 		}
 		line = line[:len(line)-2]
 		if i := bytes.IndexByte(line, '\r'); i >= 0 {
-			return nil, errHead(k, what+" contains a bare CR (RFC 9112 §2.2): "+failure.Quote(line))
+			return nil, errHead(k, lineName(n)+" contains a bare CR (RFC 9112 §2.2): "+failure.Quote(line))
 		}
 		return line, nil
 	}
 }
 
-// readOne reads one status line and header section.
-func (hr *headReader) readOne(method, upgrade string) (*Head, error) {
+// readOne reads one status line and header section into h, which holds
+// Head{ContentLength: -1} and an empty Fields.
+//
+// The framing fields (Content-Length, Transfer-Encoding, Connection,
+// Keep-Alive, Upgrade) are noted as they come and never kept: they are
+// hop-by-hop, and Fields would lose them anyway.
+func (hr *headReader) readOne(h *Head, method, upgrade string) error {
 	if hr.used == 0 {
 		if err := hr.sniff(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	line, err := hr.readLine(failure.MalformedStatusLine, "status line")
+	line, err := hr.readLine(failure.MalformedStatusLine, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	h := &Head{ContentLength: -1}
 	if err := parseStatusLine(line, h); err != nil {
-		return nil, err
+		return err
 	}
+	hr.arena, hr.spans = hr.arena[:0], hr.spans[:0]
 	var fr framing
 	for n := 0; ; n++ {
-		line, err := hr.readLine(failure.MalformedHeader, "header line "+strconv.Itoa(n+1))
+		line, err := hr.readLine(failure.MalformedHeader, n+1)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(line) == 0 {
 			break
 		}
 		if n >= hr.lim.Fields {
-			return nil, errHead(failure.HeadTooLarge, "more than "+strconv.Itoa(hr.lim.Fields)+" header fields")
+			return errHead(failure.HeadTooLarge, "more than "+strconv.Itoa(hr.lim.Fields)+" header fields")
 		}
-		f, err := parseField(line, n+1)
+		name, value, err := parseField(line, n+1)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := fr.note(f, h); err != nil {
-			return nil, err
+		if k := framingOf(name); k != notFraming {
+			if err := fr.note(k, value, h); err != nil {
+				return err
+			}
+			continue
 		}
-		h.Fields = append(h.Fields, f)
+		hr.keep(h, name, value)
 	}
+	hr.strings(h)
 	if h.Status == 101 {
 		if err := fr.switching(h, upgrade); err != nil {
-			return nil, err
+			return err
 		}
 		h.Fields = dropHopByHop(h.Fields, fr.connection)
-		return h, nil
+		return nil
 	}
 	if h.Status < 200 {
-		return h, nil
+		return nil
 	}
 	if err := fr.decide(h, method); err != nil {
-		return nil, err
+		return err
 	}
 	h.Fields = dropHopByHop(h.Fields, fr.connection)
-	return h, nil
+	return nil
 }
+
+// keep adds a field to h.Fields, its strings to be set by strings.
+func (hr *headReader) keep(h *Head, name, value []byte) {
+	sp := span{n0: -1}
+	f := Field{Name: commonNames[string(name)]}
+	if f.Name == "" {
+		sp.n0 = len(hr.arena)
+		hr.arena = append(hr.arena, name...)
+		sp.n1 = len(hr.arena)
+	}
+	sp.v0 = len(hr.arena)
+	hr.arena = append(hr.arena, value...)
+	sp.v1 = len(hr.arena)
+	h.Fields = append(h.Fields, f)
+	hr.spans = append(hr.spans, sp)
+}
+
+// strings sets the names and values of the fields kept, from one string.
+func (hr *headReader) strings(h *Head) {
+	if len(hr.arena) == 0 {
+		return
+	}
+	all := string(hr.arena)
+	for i, sp := range hr.spans {
+		f := &h.Fields[i]
+		if sp.n0 >= 0 {
+			f.Name = all[sp.n0:sp.n1]
+		}
+		f.Value = all[sp.v0:sp.v1]
+	}
+}
+
+// commonNames interns field names as commonly sent (canonical, and lower
+// case as HTTP/2-minded servers send them), so that they cost no copy.
+// It is never modified.
+var commonNames = func() map[string]string {
+	names := []string{
+		"Accept-Ranges", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers",
+		"Access-Control-Max-Age", "Age", "Allow", "Alt-Svc", "Cache-Control", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Location", "Content-Range",
+		"Content-Security-Policy", "Content-Type", "Cross-Origin-Embedder-Policy",
+		"Cross-Origin-Opener-Policy", "Cross-Origin-Resource-Policy", "Date", "ETag", "Etag",
+		"Expires", "Last-Modified", "Link", "Location", "Permissions-Policy", "Pragma",
+		"Referrer-Policy", "Retry-After", "Server", "Server-Timing", "Set-Cookie",
+		"Strict-Transport-Security", "Timing-Allow-Origin", "Vary", "Via", "WWW-Authenticate",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "X-Powered-By",
+		"X-Request-Id", "X-Xss-Protection", "X-XSS-Protection",
+	}
+	m := make(map[string]string, 2*len(names))
+	for _, n := range names {
+		m[n] = n
+		l := strings.ToLower(n)
+		m[l] = l
+	}
+	return m
+}()
 
 // sniff looks at the first byte of a response for another protocol than
 // HTTP/1.x, so that the operator hears "wrong protocol" rather than "bad
@@ -287,11 +426,21 @@ func parseStatusLine(line []byte, h *Head) error {
 			return bad("control character in the reason phrase")
 		}
 	}
-	h.Reason = string(rest[1:])
+	h.Reason = reason(h.Status, rest[1:])
 	return nil
 }
 
-// parseField parses RFC 9112 §5:
+// reason returns the reason phrase b of status as a string, without a copy
+// when it is the standard one.
+func reason(status int, b []byte) string {
+	if std := http.StatusText(status); string(b) == std {
+		return std
+	}
+	return string(b)
+}
+
+// parseField parses RFC 9112 §5, returning the name and the value (which
+// alias line):
 //
 //	field-line = field-name ":" OWS field-value OWS
 //
@@ -299,10 +448,9 @@ func parseStatusLine(line []byte, h *Head) error {
 // must reject or repair; candor rejects). §5.2: obs-fold is rejected with a
 // 502, one of the two options the RFC gives a proxy. RFC 9110 §5.5: a value
 // with CR, LF, NUL or other control characters is invalid.
-func parseField(line []byte, n int) (Field, error) {
-	where := "header line " + strconv.Itoa(n)
-	bad := func(why string) (Field, error) {
-		return Field{}, errHead(failure.MalformedHeader, where+": "+why+": "+failure.Quote(line))
+func parseField(line []byte, n int) (name, value []byte, err error) {
+	bad := func(why string) ([]byte, []byte, error) {
+		return nil, nil, errHead(failure.MalformedHeader, lineName(n)+": "+why+": "+failure.Quote(line))
 	}
 	if line[0] == ' ' || line[0] == '\t' {
 		return bad("obsolete line folding (RFC 9112 §5.2)")
@@ -314,7 +462,7 @@ func parseField(line []byte, n int) (Field, error) {
 	if colon == 0 {
 		return bad("empty field name")
 	}
-	name := line[:colon]
+	name = line[:colon]
 	if last := name[len(name)-1]; last == ' ' || last == '\t' {
 		return bad("whitespace before the colon (RFC 9112 §5.1)")
 	}
@@ -329,7 +477,7 @@ func parseField(line []byte, n int) (Field, error) {
 			return bad("control character in the field value (RFC 9110 §5.5)")
 		}
 	}
-	return Field{Name: string(name), Value: string(v)}, nil
+	return name, v, nil
 }
 
 // framing accumulates the fields that decide the body's length and the
@@ -338,45 +486,98 @@ type framing struct {
 	cl         int64 // -1 until seen
 	clSeen     bool
 	te         bool
-	teChunked  int // chunked codings seen
-	teOther    string
+	teChunked  int      // chunked codings seen
+	teOther    bool     // another coding seen
 	connection []string // lower-case tokens of Connection
 	upgrade    []string // Upgrade field values, kept for a 101
 }
 
-func (fr *framing) note(f Field, h *Head) error {
-	switch {
-	case strings.EqualFold(f.Name, "Content-Length"):
-		return fr.noteContentLength(f.Value)
-	case strings.EqualFold(f.Name, "Transfer-Encoding"):
+// framingField names the fields that framing notes.
+type framingField uint8
+
+const (
+	notFraming framingField = iota
+	fieldContentLength
+	fieldTransferEncoding
+	fieldConnection
+	fieldKeepAlive
+	fieldUpgrade
+)
+
+// framingOf returns which framing field name is, case-insensitively.
+func framingOf(name []byte) framingField {
+	switch len(name) {
+	case len("Content-Length"):
+		if bytes.EqualFold(name, []byte("Content-Length")) {
+			return fieldContentLength
+		}
+	case len("Transfer-Encoding"):
+		if bytes.EqualFold(name, []byte("Transfer-Encoding")) {
+			return fieldTransferEncoding
+		}
+	case len("Connection"): // and Keep-Alive
+		switch {
+		case bytes.EqualFold(name, []byte("Connection")):
+			return fieldConnection
+		case bytes.EqualFold(name, []byte("Keep-Alive")):
+			return fieldKeepAlive
+		}
+	case len("Upgrade"):
+		if bytes.EqualFold(name, []byte("Upgrade")) {
+			return fieldUpgrade
+		}
+	}
+	return notFraming
+}
+
+// note records framing field k with value v (which aliases the read
+// buffer, and is copied where kept).
+func (fr *framing) note(k framingField, v []byte, h *Head) error {
+	switch k {
+	case fieldContentLength:
+		return fr.noteContentLength(v)
+	case fieldTransferEncoding:
 		fr.te = true
-		for tok := range strings.SplitSeq(f.Value, ",") {
-			tok = strings.Trim(tok, " \t")
+		for tok := range bytes.SplitSeq(v, []byte(",")) {
+			tok = bytes.Trim(tok, " \t")
 			switch {
-			case tok == "":
+			case len(tok) == 0:
 				// RFC 9110 §5.6.1: empty list elements are ignored.
-			case strings.EqualFold(tok, "chunked"):
+			case bytes.EqualFold(tok, []byte("chunked")):
 				fr.teChunked++
-			case fr.teOther == "":
-				fr.teOther = tok
+			default:
+				fr.teOther = true
 			}
 		}
-	case strings.EqualFold(f.Name, "Connection"):
-		for tok := range strings.SplitSeq(f.Value, ",") {
-			tok = strings.ToLower(strings.Trim(tok, " \t"))
-			if tok == "close" {
+	case fieldConnection:
+		for tok := range bytes.SplitSeq(v, []byte(",")) {
+			tok = bytes.Trim(tok, " \t")
+			if len(tok) == 0 {
+				continue
+			}
+			opt := connectionOption(tok)
+			if opt == "close" {
 				h.Close = true
 			}
-			if tok != "" {
-				fr.connection = append(fr.connection, tok)
-			}
+			fr.connection = append(fr.connection, opt)
 		}
-	case strings.EqualFold(f.Name, "Keep-Alive"):
-		h.KeepAlive = keepAliveTimeout(f.Value)
-	case strings.EqualFold(f.Name, "Upgrade"):
-		fr.upgrade = append(fr.upgrade, f.Value)
+	case fieldKeepAlive:
+		h.KeepAlive = keepAliveTimeout(v)
+	case fieldUpgrade:
+		fr.upgrade = append(fr.upgrade, string(v))
 	}
 	return nil
+}
+
+// connectionOption returns a Connection token in lower case, without a
+// copy for the common ones.
+func connectionOption(tok []byte) string {
+	for _, c := range [...]string{"close", "keep-alive", "upgrade"} {
+		if bytes.EqualFold(tok, []byte(c)) {
+			return c
+		}
+	}
+	return strings.ToLower(string(tok))
 }
 
 // switching validates a 101 (Switching Protocols) response to a request
@@ -438,12 +639,12 @@ func upgradeOffered(offered, tok string) bool {
 // noteContentLength applies RFC 9112 §6.3 rule 5 and RFC 9110 §8.6:
 // Content-Length = 1*DIGIT; a list or repetition of identical values is
 // treated as one value; anything else is invalid framing.
-func (fr *framing) noteContentLength(v string) error {
-	for tok := range strings.SplitSeq(v, ",") {
-		tok = strings.Trim(tok, " \t")
+func (fr *framing) noteContentLength(v []byte) error {
+	for tok := range bytes.SplitSeq(v, []byte(",")) {
+		tok = bytes.Trim(tok, " \t")
 		n, ok := parseDecimal(tok)
 		if !ok {
-			return errHead(failure.InvalidFraming, "invalid Content-Length "+failure.Quote([]byte(v)))
+			return errHead(failure.InvalidFraming, "invalid Content-Length "+failure.Quote(v))
 		}
 		if fr.clSeen && n != fr.cl {
 			return errHead(failure.InvalidFraming, "conflicting Content-Length values "+strconv.FormatInt(fr.cl, 10)+" and "+strconv.FormatInt(n, 10))
@@ -466,7 +667,7 @@ func (fr *framing) decide(h *Head, method string) error {
 			// framing is faulty.
 			return errHead(failure.InvalidFraming, "Transfer-Encoding in an HTTP/1.0 response")
 		}
-		if fr.teOther != "" || fr.teChunked != 1 {
+		if fr.teOther || fr.teChunked != 1 {
 			// §7.4: candor sends no TE, so the only coding an upstream
 			// may apply is a single chunked (§7.1: never twice).
 			return errHead(failure.InvalidFraming, "Transfer-Encoding other than a single chunked")
@@ -525,10 +726,10 @@ next:
 }
 
 // keepAliveTimeout extracts timeout=N from a Keep-Alive value.
-func keepAliveTimeout(v string) int {
-	for tok := range strings.SplitSeq(v, ",") {
-		tok = strings.Trim(tok, " \t")
-		if len(tok) > 8 && strings.EqualFold(tok[:8], "timeout=") {
+func keepAliveTimeout(v []byte) int {
+	for tok := range bytes.SplitSeq(v, []byte(",")) {
+		tok = bytes.Trim(tok, " \t")
+		if len(tok) > 8 && bytes.EqualFold(tok[:8], []byte("timeout=")) {
 			if n, ok := parseDecimal(tok[8:]); ok && n < 1<<20 {
 				return int(n)
 			}
@@ -539,8 +740,8 @@ func keepAliveTimeout(v string) int {
 
 // parseDecimal parses 1*DIGIT into a non-negative int64, rejecting signs,
 // spaces, empty input and overflow.
-func parseDecimal(s string) (int64, bool) {
-	if s == "" {
+func parseDecimal[T string | []byte](s T) (int64, bool) {
+	if len(s) == 0 {
 		return 0, false
 	}
 	for len(s) > 1 && s[0] == '0' {

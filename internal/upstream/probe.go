@@ -100,7 +100,7 @@ func (p *Probe) Resolve(ctx context.Context) ([]netip.Addr, error) {
 	p.begin()
 	dctx, cancel := context.WithDeadline(ctx, p.deadline)
 	defer cancel()
-	ips, err := p.t.resolve(dctx, p.tg)
+	ips, err := p.t.resolve(dctx, p.tg, nil)
 	if err != nil {
 		return nil, p.fail(ctx, failure.PhaseDNS, err)
 	}

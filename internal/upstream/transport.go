@@ -370,7 +370,13 @@ type Timing struct {
 	DNS, Connect, TLS, Wrote, FirstByte time.Duration
 }
 
-// attempt is the state of one request on one connection.
+// attemptFields is the number of response fields an attempt has room for
+// without an allocation of their own.
+const attemptFields = 12
+
+// attempt is the state of one request on one connection. A successful
+// attempt's Response, Body and Head live in it, so that an attempt costs
+// one allocation for all of them.
 type attempt struct {
 	t      *Transport
 	tg     *Target
@@ -382,6 +388,11 @@ type attempt struct {
 	sent0  int64 // conn counters at the start
 	recv0  int64
 	timing Timing
+
+	head   Head
+	fields [attemptFields]Field // head.Fields' first backing array
+	resp   Response
+	body   Body
 }
 
 // fill records where a failure happened.
@@ -457,7 +468,10 @@ func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh boo
 	c.uses++
 	a.sent0, a.recv0 = c.sent, c.recv
 	c.ctx = ctx
-	a.stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	if c.interrupt == nil {
+		c.interrupt = c.cancelIO // one method value per connection
+	}
+	a.stop = context.AfterFunc(ctx, c.interrupt)
 
 	if err := t.write(a, c); err != nil {
 		fe := failure.Classify(ctx, failure.PhaseWrite, err)
@@ -502,8 +516,9 @@ func (t *Transport) earlyResponse(a *attempt, c *conn) (*Response, bool) {
 		return nil, false
 	}
 	c.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade)
-	if err != nil {
+	h := &a.head
+	h.Fields = a.fields[:0]
+	if err := readHeadInto(h, &c.hs, c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade); err != nil {
 		return nil, false
 	}
 	h.Close = true
@@ -526,8 +541,9 @@ func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
 	if err := c.setReadDeadline(a.req.bound(time.Now().Add(wait))); err != nil {
 		return nil, err
 	}
-	h, err := readHead(c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade)
-	if err != nil {
+	h := &a.head
+	h.Fields = a.fields[:0]
+	if err := readHeadInto(h, &c.hs, c.br, t.opt.HeadLimits, a.req.Method, a.req.Upgrade); err != nil {
 		return nil, err
 	}
 	a.timing.FirstByte = time.Since(a.start)
@@ -540,13 +556,15 @@ func (t *Transport) readResponse(a *attempt, c *conn) (*Response, error) {
 }
 
 func (t *Transport) respond(a *attempt, c *conn, h *Head) *Response {
-	b := &Body{c: c, att: a, mode: h.Mode, left: h.ContentLength}
+	b := &a.body
+	*b = Body{c: c, att: a, mode: h.Mode, left: h.ContentLength}
 	if h.Close || a.req.Upgrade != "" {
 		// An upstream that declined an upgrade may still be in a state
 		// that HTTP does not describe: its connection is not reused.
 		c.idleLimit = 0
 	}
-	resp := &Response{Head: h, Body: b, Reused: a.reused, Timing: a.timing}
+	resp := &a.resp
+	*resp = Response{Head: h, Body: b, Reused: a.reused, Timing: a.timing}
 	return resp
 }
 
@@ -727,7 +745,8 @@ func (t *Transport) dial(a *attempt) (*conn, error) {
 		a.fill(fe, nil)
 		return fe
 	}
-	ips, err := t.resolve(ctx, tg)
+	var literal [1]netip.Addr // an IP literal target's address, on the stack
+	ips, err := t.resolve(ctx, tg, literal[:0])
 	if err != nil {
 		return nil, fail(failure.PhaseDNS, err)
 	}
@@ -754,11 +773,12 @@ func (t *Transport) dial(a *attempt) (*conn, error) {
 	return c, nil
 }
 
-// resolve returns tg's addresses: its IP literal, or what the resolver
-// answers for its name. The error is unclassified (phase dns).
-func (t *Transport) resolve(ctx context.Context, tg *Target) ([]netip.Addr, error) {
+// resolve returns tg's addresses: its IP literal (appended to buf), or
+// what the resolver answers for its name. The error is unclassified (phase
+// dns).
+func (t *Transport) resolve(ctx context.Context, tg *Target, buf []netip.Addr) ([]netip.Addr, error) {
 	if tg.ip.IsValid() {
-		return []netip.Addr{tg.ip}, nil
+		return append(buf, tg.ip), nil
 	}
 	ips, err := t.resolver.LookupNetIP(ctx, "ip", tg.host)
 	if err == nil && len(ips) == 0 {
@@ -767,17 +787,22 @@ func (t *Transport) resolve(ctx context.Context, tg *Target) ([]netip.Addr, erro
 	return ips, err
 }
 
+// errNoAddress is dialFirst's error for an empty list of addresses.
+var errNoAddress = errors.New("upstream: no address to connect to")
+
 // dialFirst connects to the first of ips that accepts, in order, until
 // ctx ends. The error is unclassified (phase connect).
 func dialFirst(ctx context.Context, ips []netip.Addr, port uint16) (net.Conn, netip.AddrPort, error) {
 	var d net.Dialer
 	var ap netip.AddrPort
-	err := errors.New("upstream: no address to connect to")
+	err := errNoAddress
 	for _, ip := range ips {
 		ap = netip.AddrPortFrom(ip.Unmap(), port)
-		var nc net.Conn
-		if nc, err = d.DialContext(ctx, "tcp", ap.String()); err == nil {
-			return nc, ap, nil
+		// DialTCP takes the address as is: no string to format, and no
+		// resolver to parse it back.
+		var tc *net.TCPConn
+		if tc, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap); err == nil {
+			return tc, ap, nil
 		}
 		if ctx.Err() != nil {
 			break
