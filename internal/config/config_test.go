@@ -645,7 +645,9 @@ func TestLoadGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if diff := cmp.Diff(tt.want(abs(t, tt.file)), got); diff != "" {
+			want := tt.want(abs(t, tt.file))
+			serverKeyDefaults(want)
+			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Load(%s) mismatch (-want +got):\n%s", tt.file, diff)
 			}
 		})
@@ -732,7 +734,7 @@ upstreams:
 		fe(14, "upstreams.api.targets[1].url", `must not have a path, got "/p" (routes forward the request path as is)`),
 		fe(16, "upstreams.api.timeouts.connect", "missing unit, e.g. 5s"),
 		fe(17, "upstreams.api.timeouts.idle", `invalid duration "forever": write a number and a unit (ns, us, ms, s, m, h), e.g. 5s or 1m30s`),
-		fe(18, "upstreams.api.bogus", "unknown key (valid keys: targets, timeouts, tls, resolver, response_head_limit, max_idle_per_target, balance, health, limits)"),
+		fe(18, "upstreams.api.bogus", "unknown key (valid keys: targets, protocol, timeouts, tls, resolver, response_head_limit, max_idle_per_target, balance, health, limits)"),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors mismatch (-want +got):\n%s", diff)
@@ -800,7 +802,7 @@ upstreams:
 `,
 			want: &Errors{
 				fe(2, "routes[0].upstream", "required"),
-				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict, maintenance, upgrade, retry)"),
+				fe(3, "routes[0].upstrem", "unknown key (valid keys: name, match, upstream, strict, maintenance, upgrade, retry, max_body)"),
 			},
 		},
 		{

@@ -46,6 +46,19 @@ const (
 	DefaultRetryBudgetRatio        = 0.2
 	DefaultRetryBudgetMinPerSecond = 3
 
+	DefaultMaxBody           = Size(64 << 20) // 64MiB
+	DefaultProtocol          = ProtocolHTTP1
+	DefaultMaxRequestLine    = Size(8 << 10)  // 8KiB
+	DefaultMaxHeaderBytes    = Size(32 << 10) // 32KiB
+	DefaultMaxHeaderFields   = 100
+	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	DefaultBodyTimeout       = Duration(30 * time.Second)
+	DefaultWriteTimeout      = Duration(30 * time.Second)
+	DefaultServerIdleTimeout = Duration(75 * time.Second)
+	DefaultMaxConnections    = 20000
+	DefaultTLSMinVersion     = "1.2"
+	DefaultTLSHTTP2          = true
+
 	DefaultTracingServiceName = "candor"
 	DefaultTracingSample      = 1.0
 )
@@ -59,6 +72,17 @@ const (
 //	log.sample                                       1 (a nil Sample becomes a pointer to 1)
 //	drain_timeout                                    30s
 //	watch                                            true (a nil Watch becomes a pointer to true)
+//	server.max_request_line                          8KiB
+//	server.max_header_bytes                          32KiB
+//	server.max_header_fields                         100
+//	server.read_header_timeout                       10s
+//	server.body_timeout                              30s
+//	server.write_timeout                             30s
+//	server.idle_timeout                              75s
+//	server.max_connections                           20000
+//	tls.min_version                                  1.2 (tls.*: only when tls is present)
+//	tls.http2                                        true (a nil HTTP2 becomes a pointer to true)
+//	routes[].max_body                                64MiB
 //	routes[].strict.buffer                           1MiB (only when strict is present)
 //	routes[].strict.validate                         none (only when strict is present)
 //	routes[].upgrade.idle                            10m (only when upgrade is present)
@@ -68,6 +92,7 @@ const (
 //	routes[].retry.body_buffer                       64KiB
 //	routes[].retry.budget_ratio                      0.2
 //	routes[].retry.budget_min_per_second             3
+//	upstreams.*.protocol                             http1
 //	upstreams.*.targets[].weight                     1
 //	upstreams.*.timeouts.connect                     2s
 //	upstreams.*.timeouts.response_header             30s
@@ -139,7 +164,44 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 		watch := DefaultWatch
 		c.Watch = &watch
 	}
+	sv := &c.Server
+	if unset("server.max_request_line", sv.MaxRequestLine == 0) {
+		sv.MaxRequestLine = DefaultMaxRequestLine
+	}
+	if unset("server.max_header_bytes", sv.MaxHeaderBytes == 0) {
+		sv.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if unset("server.max_header_fields", sv.MaxHeaderFields == 0) {
+		sv.MaxHeaderFields = DefaultMaxHeaderFields
+	}
+	if unset("server.read_header_timeout", sv.ReadHeaderTimeout == 0) {
+		sv.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if unset("server.body_timeout", sv.BodyTimeout == 0) {
+		sv.BodyTimeout = DefaultBodyTimeout
+	}
+	if unset("server.write_timeout", sv.WriteTimeout == 0) {
+		sv.WriteTimeout = DefaultWriteTimeout
+	}
+	if unset("server.idle_timeout", sv.IdleTimeout == 0) {
+		sv.IdleTimeout = DefaultServerIdleTimeout
+	}
+	if unset("server.max_connections", sv.MaxConnections == 0) {
+		sv.MaxConnections = DefaultMaxConnections
+	}
+	if t := c.TLS; t != nil {
+		if unset("tls.min_version", t.MinVersion == "") {
+			t.MinVersion = DefaultTLSMinVersion
+		}
+		if t.HTTP2 == nil {
+			h2 := DefaultTLSHTTP2
+			t.HTTP2 = &h2
+		}
+	}
 	for i := range c.Routes {
+		if unset(index("routes", i)+".max_body", c.Routes[i].MaxBody == 0) {
+			c.Routes[i].MaxBody = DefaultMaxBody
+		}
 		s, p := c.Routes[i].Strict, index("routes", i)+".strict"
 		if s != nil {
 			if unset(p+".buffer", s.Buffer == 0) {
@@ -179,6 +241,9 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 			continue
 		}
 		p := join("upstreams", name)
+		if unset(p+".protocol", u.Protocol == "") {
+			u.Protocol = DefaultProtocol
+		}
 		t := &u.Timeouts
 		for _, d := range []struct {
 			field *Duration
@@ -278,6 +343,15 @@ func (c *Config) normalize() {
 	}
 	if o := c.Log.Output; logFile(o) && !filepath.IsAbs(o) {
 		c.Log.Output = filepath.Join(dir, o)
+	}
+	if t := c.TLS; t != nil {
+		for i := range t.Certificates {
+			for _, f := range []*string{&t.Certificates[i].Cert, &t.Certificates[i].Key} {
+				if *f != "" && !filepath.IsAbs(*f) {
+					*f = filepath.Join(dir, *f)
+				}
+			}
+		}
 	}
 	for _, u := range c.Upstreams {
 		if u == nil || u.TLS == nil || u.TLS.CAFile == "" || filepath.IsAbs(u.TLS.CAFile) {

@@ -33,6 +33,17 @@ type Config struct {
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	// Tracing configures OpenTelemetry traces; absent: no tracing.
 	Tracing *Tracing `yaml:"tracing"`
+	// Server sets the downstream server's limits and timeouts, for the
+	// listen address and the TLS listener alike.
+	Server Server `yaml:"server"`
+	// TLS, when present, adds a TLS listener (HTTPS, and HTTP/2 through
+	// ALPN) next to the plain one at Listen.
+	TLS *ListenTLS `yaml:"tls"`
+	// TrustedProxies lists the CIDR networks of proxies in front of
+	// candor whose forwarding fields (X-Forwarded-For, -Proto, -Host,
+	// Forwarded) are kept and appended to. A request from any other peer
+	// has those fields replaced by candor's own. Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// File is the absolute path the configuration was read from, or the
 	// name given to [Parse].
@@ -97,6 +108,11 @@ type Route struct {
 	// Retry configures retries of failed attempts on other targets.
 	// Retries are on by default, only where safe, within a budget.
 	Retry Retry `yaml:"retry"`
+	// MaxBody is the largest request body the route accepts: a larger
+	// declared Content-Length is answered 413 before any of the body is
+	// read; a chunked body is cut off and answered 413 when it grows past
+	// it. Default: 64MiB.
+	MaxBody Size `yaml:"max_body"`
 
 	// Line is the line of the route's list item in the file, set by
 	// [Parse].
@@ -143,6 +159,11 @@ type Upstream struct {
 	// no_healthy_upstream (a way to park a route). Each target is listed
 	// once.
 	Targets []Target `yaml:"targets"`
+	// Protocol is the HTTP version spoken to the targets: http1 (candor's
+	// strict HTTP/1.1 client) or h2 (HTTP/2: over TLS for https targets,
+	// prior knowledge h2c for http targets; what gRPC needs). Default:
+	// http1.
+	Protocol Protocol `yaml:"protocol"`
 	// Timeouts for connecting and reading.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// TLS settings for https targets.
@@ -424,4 +445,75 @@ type Tracing struct {
 	// TrustTraceparent lists client networks (CIDR) whose W3C traceparent
 	// is continued; from anyone else it is replaced. Default: none.
 	TrustTraceparent []string `yaml:"trust_traceparent"`
+}
+
+// Protocol names the HTTP version spoken to an upstream's targets.
+type Protocol string
+
+// The protocols.
+const (
+	ProtocolHTTP1 Protocol = "http1"
+	ProtocolH2    Protocol = "h2"
+)
+
+// Server is the downstream server's limits and timeouts. Every request
+// beyond a limit is refused with its own cause (request_line_too_long,
+// request_header_too_large, request_timeout...) before anything reaches an
+// upstream.
+type Server struct {
+	// MaxRequestLine bounds the request line (method, target, version):
+	// longer is answered 414. Default: 8KiB.
+	MaxRequestLine Size `yaml:"max_request_line"`
+	// MaxHeaderBytes bounds the header section (the fields, without the
+	// request line): larger is answered 431. Default: 32KiB.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// MaxHeaderFields bounds the number of header fields: more is
+	// answered 431. Default: 100.
+	MaxHeaderFields int `yaml:"max_header_fields"`
+	// ReadHeaderTimeout bounds the time from a request's first byte to the
+	// end of its head: a slower client is answered 408 and closed.
+	// Default: 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// BodyTimeout bounds the wait for each piece of a request body: a
+	// client that stops sending for longer is answered 408 (or cut off,
+	// when the response has begun). Default: 30s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// WriteTimeout bounds the wait for a client to take each piece of a
+	// response: a client that stops reading for longer is cut off.
+	// Default: 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout bounds an idle keep-alive connection between requests.
+	// Default: 75s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxConnections bounds the client connections open at once, over
+	// all listeners; beyond it new connections wait in the kernel's
+	// accept queue. Default: 20000.
+	MaxConnections int `yaml:"max_connections"`
+	// H2C accepts cleartext HTTP/2 with prior knowledge (the HTTP/2
+	// connection preface) on the listen address. Default: false.
+	H2C bool `yaml:"h2c"`
+}
+
+// ListenTLS is the TLS listener.
+type ListenTLS struct {
+	// Listen is the TLS listener's address, host:port. Required.
+	Listen string `yaml:"listen"`
+	// Certificates are the certificate chains served; the one whose names
+	// match the client's SNI is chosen, the first when none matches (or
+	// there is no SNI). At least one. Files are read again on every
+	// reload.
+	Certificates []Certificate `yaml:"certificates"`
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	// Default: "1.2".
+	MinVersion string `yaml:"min_version"`
+	// HTTP2 offers HTTP/2 through ALPN. Default: true. [Parse] and
+	// [Config.ApplyDefaults] leave it non-nil.
+	HTTP2 *bool `yaml:"http2"`
+}
+
+// Certificate is a PEM certificate chain and its private key, as files
+// (relative paths are relative to the configuration's folder).
+type Certificate struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -45,6 +46,17 @@ const (
 	maxRetryBodyBuffer     = Size(64 << 20) // 64MiB
 	maxBudgetMinPerSecond  = 10000
 
+	maxServerLine     = Size(1 << 20) // 1MiB
+	minServerLine     = Size(256)
+	maxServerHeader   = Size(1 << 20) // 1MiB
+	minServerHeader   = Size(1 << 10) // 1KiB
+	maxServerFields   = 10000
+	maxServerTimeout  = Duration(time.Hour)
+	maxServerConns    = 1000000
+	maxRouteBody      = Size(1 << 40) // 1TiB
+	maxCertFileSize   = 1 << 20
+	maxTrustedProxies = 1000
+
 	minAdminToken     = 16
 	maxAdminFailures  = 10000
 	maxServiceNameLen = 255
@@ -78,6 +90,18 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 //     2001:db8::/32; one address: 10.0.0.1/32), without host bits set,
 //     each once.
 //   - drain_timeout is greater than 0 and at most 10m.
+//   - server.max_request_line is 256 bytes to 1MiB; server.max_header_bytes
+//     is 1KiB to 1MiB; server.max_header_fields is 1 to 10000; the
+//     server timeouts are greater than 0 and at most 1h;
+//     server.max_connections is 1 to 1000000.
+//   - tls.listen is required when tls is present (a listen address, not
+//     the same as listen); tls.certificates lists at least one {cert,
+//     key} pair of readable PEM files that form a valid key pair, each
+//     pair once; tls.min_version is "1.2" or "1.3".
+//   - trusted_proxies lists CIDR prefixes without host bits set, each
+//     once, at most 1000.
+//   - A route's max_body is 0 (no body accepted) to 1TiB.
+//   - An upstream's protocol is http1 or h2.
 //   - There is at least one route. Route and upstream names are 1 to 64
 //     letters, digits, '.', '_' or '-', starting with a letter or digit;
 //     route names are unique. A route's upstream is required and must
@@ -203,6 +227,147 @@ func (v *validator) config(c *Config) {
 	if c.Tracing != nil {
 		v.tracing(c.Tracing, v.line("tracing", top))
 	}
+	v.server(&c.Server, v.line("server", top))
+	if c.TLS != nil {
+		v.tls(c, v.line("tls", top))
+	}
+	v.prefixes("trusted_proxies", c.TrustedProxies, v.line("trusted_proxies", top), maxTrustedProxies)
+}
+
+// server checks the downstream server's limits, whose key is at line.
+func (v *validator) server(s *Server, line int) {
+	if n := s.MaxRequestLine; n < minServerLine || n > maxServerLine {
+		v.fail("server.max_request_line", line, "must be between 256 bytes and 1MiB, got %s", n)
+	}
+	if n := s.MaxHeaderBytes; n < minServerHeader || n > maxServerHeader {
+		v.fail("server.max_header_bytes", line, "must be between 1KiB and 1MiB, got %s", n)
+	}
+	if n := s.MaxHeaderFields; n < 1 || n > maxServerFields {
+		v.fail("server.max_header_fields", line, "must be between 1 and %d, got %d", maxServerFields, n)
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{
+		{"read_header_timeout", s.ReadHeaderTimeout},
+		{"body_timeout", s.BodyTimeout},
+		{"write_timeout", s.WriteTimeout},
+		{"idle_timeout", s.IdleTimeout},
+	} {
+		if d.val <= 0 || d.val > maxServerTimeout {
+			v.fail("server."+d.key, line, "must be greater than 0 and at most 1h, got %s", d.val)
+		}
+	}
+	if n := s.MaxConnections; n < 1 || n > maxServerConns {
+		v.fail("server.max_connections", line, "must be between 1 and %d, got %d", maxServerConns, n)
+	}
+}
+
+// tls checks the TLS listener, whose key is at line.
+func (v *validator) tls(c *Config, line int) {
+	t := c.TLS
+	switch {
+	case t.Listen == "":
+		v.fail("tls.listen", line, "required when tls is present")
+	case listenProblem(t.Listen) != "":
+		v.fail("tls.listen", line, "%s", listenProblem(t.Listen))
+	case t.Listen == c.Listen:
+		v.fail("tls.listen", line, "%q is also listen: the TLS listener needs an address of its own", t.Listen)
+	}
+	if len(t.Certificates) == 0 {
+		v.fail("tls.certificates", line, "at least one {cert, key} pair is required")
+	}
+	cp := "tls.certificates"
+	seen := map[Certificate]int{}
+	for i, cert := range t.Certificates {
+		ip := index(cp, i)
+		l := v.line(ip, v.line(cp, line))
+		if cert.Cert == "" || cert.Key == "" {
+			if cert.Cert == "" {
+				v.fail(ip+".cert", l, "required")
+			}
+			if cert.Key == "" {
+				v.fail(ip+".key", l, "required")
+			}
+			continue
+		}
+		if first, dup := seen[cert]; dup {
+			v.fail(ip, l, "duplicate certificate (same as %s)", index(cp, first))
+			continue
+		}
+		seen[cert] = i
+		if why := KeyPairProblem(cert.Cert, cert.Key); why != "" {
+			v.fail(ip, l, "%s", why)
+		}
+	}
+	switch t.MinVersion {
+	case "1.2", "1.3":
+	default:
+		v.fail("tls.min_version", line, `must be "1.2" or "1.3", got %q`, t.MinVersion)
+	}
+}
+
+// KeyPairProblem checks that certFile and keyFile are readable regular PEM
+// files of at most 1MiB that form a valid key pair, and says why not ("" when
+// they do). The TLS listener loads them the same way.
+func KeyPairProblem(certFile, keyFile string) string {
+	var data [2][]byte
+	for i, f := range []string{certFile, keyFile} {
+		b, why := readSmallFile(f, maxCertFileSize)
+		if why != "" {
+			return why
+		}
+		data[i] = b
+	}
+	if _, err := tls.X509KeyPair(data[0], data[1]); err != nil {
+		return fmt.Sprintf("%q and %q are not a usable certificate and key: %v", certFile, keyFile, err)
+	}
+	return ""
+}
+
+// readSmallFile reads a regular file of at most limit bytes, or says why it
+// cannot.
+func readSmallFile(path string, limit int64) ([]byte, string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %q: %s", path, pathReason(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %q: %s", path, pathReason(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Sprintf("%q is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("cannot read %q: %s", path, pathReason(err))
+	case int64(len(data)) > limit:
+		return nil, fmt.Sprintf("%q is larger than %s", path, Size(limit))
+	}
+	return data, ""
+}
+
+// prefixes checks a list of CIDR prefixes at path whose key is at line.
+func (v *validator) prefixes(path string, list []string, line, max int) {
+	if len(list) > max {
+		v.fail(path, line, "at most %d networks, got %d", max, len(list))
+	}
+	seen := map[netip.Prefix]int{}
+	for i, s := range list {
+		p, why := prefixProblem(s)
+		if why != "" {
+			v.fail(index(path, i), line, "%s", why)
+			continue
+		}
+		if first, dup := seen[p]; dup {
+			v.fail(index(path, i), line, "duplicate network %s (same as %s)", p, index(path, first))
+			continue
+		}
+		seen[p] = i
+	}
 }
 
 // admin checks the admin listener, whose key is at line.
@@ -258,19 +423,7 @@ func (v *validator) tracing(t *Tracing, line int) {
 		v.fail("tracing.sample", line, "must be between 0 and 1, got %g", *s)
 	}
 	tp := "tracing.trust_traceparent"
-	seen := map[netip.Prefix]int{}
-	for i, s := range t.TrustTraceparent {
-		p, why := prefixProblem(s)
-		if why != "" {
-			v.fail(index(tp, i), v.line(tp, line), "%s", why)
-			continue
-		}
-		if first, dup := seen[p]; dup {
-			v.fail(index(tp, i), v.line(tp, line), "duplicate network %s (same as %s)", p, index(tp, first))
-			continue
-		}
-		seen[p] = i
-	}
+	v.prefixes(tp, t.TrustTraceparent, v.line(tp, line), maxTrustedProxies)
 }
 
 // route checks c.Routes[i]; names maps the route names seen to their index.
@@ -315,6 +468,9 @@ func (v *validator) route(c *Config, i int, names map[string]int) {
 		v.upgrade(u, p+".upgrade", r.Line)
 	}
 	v.retry(&r.Retry, p+".retry", r.Line)
+	if b := r.MaxBody; b < 0 || b > maxRouteBody {
+		v.fail(p+".max_body", r.Line, "must be between 0 and 1TiB, got %s", b)
+	}
 }
 
 // upgrade checks the protocol upgrade settings at path up of a route at
@@ -409,6 +565,11 @@ func (v *validator) upstream(name string, u *Upstream) {
 	}
 	if !validName(name) {
 		v.fail(p, u.Line, "invalid upstream name %q: %s", name, nameRule)
+	}
+	switch u.Protocol {
+	case ProtocolHTTP1, ProtocolH2:
+	default:
+		v.fail(p+".protocol", u.Line, "must be http1 or h2, got %q", u.Protocol)
 	}
 	https := false
 	seen := map[string]int{}

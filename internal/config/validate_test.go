@@ -51,7 +51,19 @@ func TestApplyDefaults(t *testing.T) {
 				c.Watch = new(true)
 				c.Routes[0].Strict = &Strict{Buffer: 1 << 20, Validate: ValidateNone}
 				c.Routes[0].Upgrade = &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(10 * time.Minute)}
+				c.Server = Server{
+					MaxRequestLine:    8 << 10,
+					MaxHeaderBytes:    32 << 10,
+					MaxHeaderFields:   100,
+					ReadHeaderTimeout: Duration(10 * time.Second),
+					BodyTimeout:       Duration(30 * time.Second),
+					WriteTimeout:      Duration(30 * time.Second),
+					IdleTimeout:       Duration(75 * time.Second),
+					MaxConnections:    20000,
+				}
+				c.Routes[0].MaxBody = 64 << 20
 				u := c.Upstreams["api"]
+				u.Protocol = "http1"
 				u.Timeouts = Timeouts{
 					Connect:        Duration(2 * time.Second),
 					ResponseHeader: Duration(30 * time.Second),
@@ -156,6 +168,7 @@ func TestApplyDefaults(t *testing.T) {
 			want := built()
 			tt.modify(want)
 			tt.want(want)
+			serverKeyDefaults(want)
 			got.ApplyDefaults()
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("ApplyDefaults mismatch (-want +got):\n%s", diff)
@@ -701,5 +714,35 @@ func TestValidName(t *testing.T) {
 				t.Errorf("validName(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// serverKeyDefaults sets, where they are zero, the defaults of the keys added
+// with candor's own downstream server (server, routes[].max_body,
+// upstreams.*.protocol), so that expectations written before those keys
+// existed still say everything else; TestApplyDefaults' first case and
+// server_test.go check those defaults themselves.
+func serverKeyDefaults(c *Config) {
+	if c.Server == (Server{}) {
+		c.Server = Server{
+			MaxRequestLine:    DefaultMaxRequestLine,
+			MaxHeaderBytes:    DefaultMaxHeaderBytes,
+			MaxHeaderFields:   DefaultMaxHeaderFields,
+			ReadHeaderTimeout: DefaultReadHeaderTimeout,
+			BodyTimeout:       DefaultBodyTimeout,
+			WriteTimeout:      DefaultWriteTimeout,
+			IdleTimeout:       DefaultServerIdleTimeout,
+			MaxConnections:    DefaultMaxConnections,
+		}
+	}
+	for i := range c.Routes {
+		if c.Routes[i].MaxBody == 0 {
+			c.Routes[i].MaxBody = DefaultMaxBody
+		}
+	}
+	for _, u := range c.Upstreams {
+		if u != nil && u.Protocol == "" {
+			u.Protocol = DefaultProtocol
+		}
 	}
 }

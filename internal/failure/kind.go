@@ -72,6 +72,18 @@ const (
 	ClientBodyInvalid
 	MethodNotSupported
 
+	// Requests candor refuses before routing (the downstream server):
+	// nothing of them reaches an upstream.
+	RequestMalformed
+	RequestHostInvalid
+	RequestFramingInvalid
+	RequestCodingUnsupported
+	RequestLineTooLong
+	RequestHeaderTooLarge
+	RequestBodyTooLarge
+	RequestTimeout
+	RequestVersionUnsupported
+
 	numKinds
 )
 
