@@ -402,6 +402,13 @@ func TestReadmeConfig(t *testing.T) {
 	}
 	os.Mkdir(filepath.Join(dir, "certs"), 0o700)
 	os.WriteFile(filepath.Join(dir, "certs", "ca.pem"), ca, 0o600)
+	for from, to := range map[string]string{"tls.crt": "api.crt", "tls.key": "api.key"} {
+		b, err := os.ReadFile("../../internal/config/testdata/" + from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "certs", to), b, 0o600)
+	}
 	cfg := filepath.Join(dir, "candor.yaml")
 	os.WriteFile(cfg, []byte(block), 0o600)
 	if out, errOut, code := candor(t, "validate", cfg); code != 0 {

@@ -203,6 +203,13 @@ func TestLoadGolden(t *testing.T) {
 			want: func(file string) *Config {
 				return &Config{
 					Listen: "0.0.0.0:8080",
+					TLS: &ListenTLS{
+						Listen:       "0.0.0.0:8443",
+						Certificates: []Certificate{{Cert: filepath.Join(filepath.Dir(file), "tls.crt"), Key: filepath.Join(filepath.Dir(file), "tls.key")}},
+						MinVersion:   "1.2",
+						HTTP2:        new(true),
+					},
+					TrustedProxies: []string{"10.0.0.0/8", "fd00::/8"},
 					Admin: &Admin{
 						Listen:   "127.0.0.1:9090",
 						Token:    "change-me-to-a-long-random-secret",
@@ -213,6 +220,7 @@ func TestLoadGolden(t *testing.T) {
 						{
 							Name:     "api",
 							Match:    Match{Host: "api.example.com", PathPrefix: "/v1/"},
+							MaxBody:  8 << 20,
 							Upstream: "api",
 							Strict:   &Strict{Buffer: 2 << 20, Validate: ValidateJSON},
 							Retry: Retry{
@@ -226,14 +234,14 @@ func TestLoadGolden(t *testing.T) {
 								BudgetRatio:        0.1,
 								BudgetMinPerSecond: 5,
 							},
-							Line: 61,
+							Line: 115,
 						},
 						{
 							Name:     "catch-all",
 							Upstream: "web",
 							Upgrade:  &Upgrade{Protocols: []string{"websocket"}, Idle: Duration(time.Hour)},
 							Retry:    retryDefaults(),
-							Line:     117,
+							Line:     176,
 						},
 					},
 					DrainTimeout: Duration(time.Minute),
@@ -241,8 +249,8 @@ func TestLoadGolden(t *testing.T) {
 					Upstreams: map[string]*Upstream{
 						"api": {
 							Targets: []Target{
-								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 138},
-								target("https://api-2.internal:8443", 145),
+								{URL: "https://10.0.0.11:8443", Weight: 2, Line: 202},
+								target("https://api-2.internal:8443", 209),
 							},
 							Timeouts: Timeouts{
 								Connect:        Duration(time.Second),
@@ -287,10 +295,10 @@ func TestLoadGolden(t *testing.T) {
 								TargetMaxConcurrent: 50,
 							},
 							Name: "api",
-							Line: 133,
+							Line: 192,
 						},
 						"web": {
-							Targets:           []Target{target("http://127.0.0.1:3000", 243)},
+							Targets:           []Target{target("http://127.0.0.1:3000", 307)},
 							Timeouts:          timeouts(),
 							ResponseHeadLimit: 64 << 10,
 							MaxIdlePerTarget:  64,
@@ -298,7 +306,7 @@ func TestLoadGolden(t *testing.T) {
 							Health:            Health{Passive: passiveDefaults()},
 							Limits:            limitsDefaults(),
 							Name:              "web",
-							Line:              241,
+							Line:              305,
 						},
 					},
 					Tracing: &Tracing{
