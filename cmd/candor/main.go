@@ -172,6 +172,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	attrs := []any{"listen", st.GatewayAddr(), "config", cfg.File, "version", versionString()}
+	if a := st.TLSAddr(); a != "" {
+		attrs = append(attrs, "tls", a)
+	}
 	if a := st.AdminAddr(); a != "" {
 		attrs = append(attrs, "admin", a)
 	}

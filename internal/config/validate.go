@@ -95,7 +95,7 @@ func (c *Config) Upstream(name string) *Upstream { return c.Upstreams[name] }
 //     server timeouts are greater than 0 and at most 1h;
 //     server.max_connections is 1 to 1000000.
 //   - tls.listen is required when tls is present (a listen address, not
-//     the same as listen); tls.certificates lists at least one {cert,
+//     the same as listen unless both ask for any free port, ":0"); tls.certificates lists at least one {cert,
 //     key} pair of readable PEM files that form a valid key pair, each
 //     pair once; tls.min_version is "1.2" or "1.3".
 //   - trusted_proxies lists CIDR prefixes without host bits set, each
@@ -271,7 +271,7 @@ func (v *validator) tls(c *Config, line int) {
 		v.fail("tls.listen", line, "required when tls is present")
 	case listenProblem(t.Listen) != "":
 		v.fail("tls.listen", line, "%s", listenProblem(t.Listen))
-	case t.Listen == c.Listen:
+	case t.Listen == c.Listen && !strings.HasSuffix(t.Listen, ":0"):
 		v.fail("tls.listen", line, "%q is also listen: the TLS listener needs an address of its own", t.Listen)
 	}
 	if len(t.Certificates) == 0 {

@@ -102,6 +102,8 @@ func KindOf(err error) Kind {
 //   - read_head: EOF is ClosedBeforeResponse, ECONNRESET ResetBeforeResponse,
 //     a timeout ResponseTimeout;
 //   - read_body: a timeout is BodyTimeout, anything else TruncatedBody;
+//   - write and read_head, HTTP/2 errors (upstreams with protocol h2):
+//     see [classifyHTTP2];
 //   - any other phase: a timeout is ResponseTimeout (never a 502), anything
 //     else KindUnknown.
 func Classify(ctx context.Context, p Phase, err error) *Error {
@@ -122,6 +124,9 @@ func Classify(ctx context.Context, p Phase, err error) *Error {
 
 func classifyKind(p Phase, err error) Kind {
 	timeout := isTimeout(err)
+	if k, ok := classifyHTTP2(p, err); ok && !timeout {
+		return k
+	}
 	switch p {
 	case PhaseDNS:
 		if timeout {

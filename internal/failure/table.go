@@ -115,14 +115,14 @@ var table = [numKinds]Row{
 		ID: "upstream_closed_before_response", Status: 502, Phase: PhaseReadHead, Retry: RetryIfReplayable,
 		Title:       "Bad Gateway",
 		Detail:      "The upstream server closed the connection without answering.",
-		Explanation: "The target closed the connection after receiving the request and before sending any response byte. The request may have been processed.",
+		Explanation: "The target closed the connection after receiving the request and before sending any response byte (over HTTP/2: the connection ended, or a graceful GOAWAY did not wait for the request). The request may have been processed.",
 		Fix:         "Check the upstream's log for a crash, a restart or a worker killed mid-request; check its request size and header limits.",
 	},
 	ResetBeforeResponse: {
 		ID: "upstream_reset_before_response", Status: 502, Phase: PhaseReadHead, Retry: RetryIfReplayable,
 		Title:       "Bad Gateway",
 		Detail:      "The upstream server reset the connection without answering.",
-		Explanation: "The target reset the connection (TCP RST) after receiving the request and before sending any response byte. The request may have been processed.",
+		Explanation: "The target reset the connection (TCP RST) after receiving the request and before sending any response byte; over HTTP/2, it reset the request's stream (RST_STREAM) or closed the connection with an error (GOAWAY). The request may have been processed.",
 		Fix:         "Check the upstream for crashes or an overloaded accept queue, and any load balancer or firewall between candor and it that resets idle connections.",
 	},
 	ResponseTimeout: {
@@ -177,9 +177,9 @@ var table = [numKinds]Row{
 	ProtocolMismatch: {
 		ID: "upstream_protocol_mismatch", Status: 502, Phase: PhaseReadHead, Retry: RetryNever,
 		Title:       "Bad Gateway",
-		Detail:      "The upstream server did not answer in HTTP/1.1.",
-		Explanation: "The target answered candor's HTTP/1.1 request in another protocol: HTTP/2 frames, or TLS records on an http:// target.",
-		Fix:         "Make the target URL match the upstream: https:// for a TLS port; an HTTP/1.1 listener (not HTTP/2 prior knowledge) for http:// targets.",
+		Detail:      "The upstream server did not answer in the expected protocol.",
+		Explanation: "The target answered in another protocol than the upstream's protocol setting: HTTP/2 frames, or TLS records on an http:// target, to candor's HTTP/1.1 request; or, with protocol h2, no HTTP/2 (an HTTP/1.1-only server answering the h2c preface, a TLS server that did not choose h2 through ALPN) or frames that break HTTP/2.",
+		Fix:         "Make the target URL and the upstream's protocol match the server: https:// for a TLS port; protocol http1 for an HTTP/1.1 listener, protocol h2 only for a server that speaks HTTP/2 (h2c prior knowledge on http:// targets, ALPN h2 on https:// targets).",
 	},
 	TruncatedBody: {
 		ID: "upstream_truncated_body", Status: 502, Phase: PhaseReadBody, Retry: RetryNever,

@@ -79,7 +79,10 @@ func (h *Handler) attempts(x *exchange, rt *Route, req *upstream.Request) (*upst
 			fe := asFailure(ctx, err)
 			x.rec.Tries = append(x.rec.Tries, telemetry.Try{Attempt: attempt, Target: tg.Addr, Cause: fe.Kind.String()})
 			sp.End(0, fe)
-			if rt.Health != nil {
+			// The client's own failure (its body broke, stalled, grew
+			// past max_body, or it went away) says nothing about the
+			// target, and is never retried (its cause's row says so).
+			if rt.Health != nil && fe.Kind.Row().Phase != failure.PhaseClient {
 				rt.Health.Report(tg, fe, 0)
 			}
 			last = fe
@@ -254,10 +257,7 @@ func bufferBody(r *http.Request, req *upstream.Request, rp Retry) *failure.Error
 	var buf bytes.Buffer
 	n, err := buf.ReadFrom(io.LimitReader(req.Body, rp.BodyBuffer+1))
 	if err != nil {
-		if r.Context().Err() != nil {
-			return failure.Wrap(failure.ClientCanceled, "reading the request body", err)
-		}
-		return failure.Wrap(failure.ClientBodyInvalid, "reading the request body", err)
+		return clientBodyFailure(r.Context(), err)
 	}
 	if n > rp.BodyBuffer {
 		// Too large after all (chunked): stream the rest behind what was

@@ -15,8 +15,8 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"runtime/debug"
 	"strings"
@@ -55,6 +55,11 @@ type Route struct {
 	// Upgrade allows protocol upgrades (WebSocket), relayed as tunnels;
 	// nil forwards upgrade requests as plain requests. See [Upgrade].
 	Upgrade *Upgrade
+	// MaxBody is the largest request body accepted, 0 for no limit: a
+	// larger Content-Length is answered 413 before the body is read, and
+	// a body of unknown length (chunked) that grows past it is cut off
+	// and answered 413.
+	MaxBody int64
 }
 
 // Picker chooses a target for a request with balancing key key. Pick
@@ -104,6 +109,9 @@ type Table struct {
 	Router *router.Table
 	// Routes are indexed like the Router's rules.
 	Routes []*Route
+	// TrustedProxies are the networks of proxies whose forwarding fields
+	// are kept and appended to; see [forwarding].
+	TrustedProxies []netip.Prefix
 }
 
 // Options configure a Handler.
@@ -196,8 +204,14 @@ type exchange struct {
 	// here, so that they cost no allocations of their own (see outbound
 	// and attempts).
 	req   upstream.Request
-	extra [6]upstream.Field // four of outbound's, traceparent, tracestate
+	extra [7]upstream.Field // five of outbound's, traceparent, tracestate
 	tries [2]telemetry.Try
+	// cbody reads the client's request body for the upstream request.
+	cbody clientBody
+	// trusted are the generation's trusted proxies, maxBody the route's
+	// max_body (0: none).
+	trusted []netip.Prefix
+	maxBody int64
 }
 
 // ServeHTTP handles one request.
@@ -206,7 +220,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{w: w, r: r, id: respond.RequestID(r.Header)}
 	x.rec = telemetry.Record{
 		Time: start, RequestID: x.id, Method: r.Method, Host: r.Host,
-		Path: r.URL.Path, Tries: x.tries[:0],
+		Peer: r.RemoteAddr, Path: r.URL.Path, Tries: x.tries[:0],
 	}
 	if h.query && r.URL.RawQuery != "" {
 		x.rec.Path += "?" + r.URL.RawQuery
@@ -276,6 +290,7 @@ func (h *Handler) serve(x *exchange) {
 		return
 	}
 	rt := t.Routes[i]
+	x.trusted, x.maxBody = t.TrustedProxies, rt.MaxBody
 	x.rec.Route = rt.Name
 	x.rec.Upstream = rt.Upstream.Name()
 	if h.metrics != nil {
@@ -289,6 +304,12 @@ func (h *Handler) serve(x *exchange) {
 	}
 	if r.Method == http.MethodConnect {
 		h.fail(x, failure.New(failure.MethodNotSupported, "CONNECT"))
+		return
+	}
+	if rt.MaxBody > 0 && r.ContentLength > rt.MaxBody {
+		// Refused before any of the body is read and before an upstream
+		// is asked (a client waiting for 100 Continue never sends it).
+		h.fail(x, failure.New(failure.RequestBodyTooLarge, "Content-Length "+itoa(r.ContentLength)+" over the route's max_body "+itoa(rt.MaxBody)))
 		return
 	}
 	if protocols := rt.Upgrade.offered(r); protocols != "" {
@@ -343,7 +364,16 @@ func (h *Handler) fail(x *exchange, fe *failure.Error) {
 		return
 	}
 	x.wroteHeader = true
-	respond.Problem(x.w, x.r, fe.Kind, x.id)
+	w := x.w
+	if fe.Kind.Row().Phase == failure.PhaseClient && x.r.ProtoMajor == 1 {
+		// The client's fault (a body too large, broken or stalled, a
+		// CONNECT): the rest of what it sends is not read, so its
+		// HTTP/1.1 connection is closed after the answer. (An HTTP/2
+		// stream ends by itself; "Connection: close" there would make
+		// the server shut the whole connection down.)
+		w = closeAfter{w}
+	}
+	respond.Problem(w, x.r, fe.Kind, x.id)
 }
 
 // asFailure returns err as a *failure.Error.
@@ -490,24 +520,13 @@ func (x *exchange) outbound() *upstream.Request {
 		Attempt:       1,
 	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		req.Body = r.Body
+		x.cbody = clientBody{r: r.Body, ctx: r.Context()}
+		if x.maxBody > 0 {
+			x.cbody.limit, x.cbody.left = x.maxBody, x.maxBody
+		}
+		req.Body = &x.cbody
 	}
 	req.Replayable = retry.Replayable(r.Method, r.Header, req.Body == nil)
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
-	}
-	// No trusted proxies are configured: client-supplied forwarding
-	// fields are replaced, never appended to.
-	req.Extra = append(x.extra[:0],
-		upstream.Field{Name: "X-Request-Id", Value: x.id},
-		upstream.Field{Name: "X-Forwarded-For", Value: client},
-		upstream.Field{Name: "X-Forwarded-Proto", Value: proto},
-		upstream.Field{Name: "X-Forwarded-Host", Value: r.Host},
-	)
+	req.Extra = forwarding(append(x.extra[:0], upstream.Field{Name: "X-Request-Id", Value: x.id}), r, x.trusted)
 	return req
 }

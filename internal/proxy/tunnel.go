@@ -59,6 +59,13 @@ func (u *Upgrade) offered(r *http.Request) string {
 			if !isToken(name) || hasVersion && !isToken(version) {
 				continue
 			}
+			if strings.EqualFold(name, "h2c") {
+				// Never relayed, whatever the route allows: the upstream
+				// would switch to HTTP/2 on a connection candor
+				// forwards as HTTP/1.1 (the configuration refuses it
+				// in upgrade.protocols too).
+				continue
+			}
 			if slices.ContainsFunc(u.Protocols, func(p string) bool { return strings.EqualFold(p, name) }) {
 				out = append(out, tok)
 			}

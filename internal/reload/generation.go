@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -160,7 +161,8 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 		rt := &proxy.Route{
 			Name: rc.Name, Upstream: up.Transport, Picker: up.Balancer,
 			Limiter: up.Limiter, Health: up.Health, Key: up.Key,
-			Retry: buildRetry(rc.Retry, prev.budget(rc.Name, rc.Retry)),
+			Retry:   buildRetry(rc.Retry, prev.budget(rc.Name, rc.Retry)),
+			MaxBody: int64(rc.MaxBody),
 		}
 		rt.Maintenance.Store(rc.Maintenance)
 		if rc.Strict != nil {
@@ -172,6 +174,14 @@ func Build(cfg *config.Config, log *slog.Logger, prev *Generation) (*Generation,
 		routes[i] = rt
 	}
 	g.Table = &proxy.Table{Router: router.New(rules), Routes: routes}
+	for _, s := range cfg.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			g.closeExcept(prev)
+			return nil, fmt.Errorf("%s: trusted_proxies: %w", cfg.File, err)
+		}
+		g.Table.TrustedProxies = append(g.Table.TrustedProxies, p)
+	}
 	return g, nil
 }
 
@@ -284,6 +294,7 @@ func buildTransport(name string, u *config.Upstream, old *Upstream) (*upstream.T
 		MaxIdlePerTarget:      u.MaxIdlePerTarget,
 		HeadLimits:            upstream.Limits{Bytes: int(u.ResponseHeadLimit), Fields: maxHeadFields},
 		Resolver:              u.Resolver,
+		H2:                    u.Protocol == config.ProtocolH2,
 	}
 	if u.TLS != nil {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.TLS.ServerName}

@@ -19,6 +19,7 @@ import (
 
 	"candor/internal/admin"
 	"candor/internal/config"
+	"candor/internal/h1"
 	"candor/internal/listener"
 	"candor/internal/proxy"
 	"candor/internal/router"
@@ -43,9 +44,19 @@ type State struct {
 	mu      sync.Mutex
 	gen     *Generation
 	gateway *listener.Server
-	admin   *listener.Server // nil without an admin listener
-	file    string
-	log     *slog.Logger
+	// gatewayH1 serves the gateway listener's connections; limit bounds
+	// the client connections of all gateway listeners together
+	// (server.max_connections).
+	gatewayH1 *h1.Server
+	limit     *listener.Limit
+	admin     *listener.Server // nil without an admin listener
+	file      string
+	log       *slog.Logger
+
+	// gatewayH2C serves the gateway listener's connections around
+	// gatewayH1 (h2c); tls is the TLS listener, nil without one.
+	gatewayH2C *cleartext
+	tls        *tlsListener
 
 	// overrides holds admin-set maintenance ("route NAME") and drain
 	// ("target UPSTREAM ADDR") with the file's value when they were set.
@@ -110,6 +121,7 @@ func LoadFile(path string) (*config.Config, []byte, error) {
 // file later reloads read.
 func Start(cfg *config.Config, log *slog.Logger) (*State, error) {
 	s := &State{file: cfg.File, log: log, overrides: map[string]override{}, reg: prometheus.NewRegistry()}
+	s.limit = listener.NewLimit(cfg.Server.MaxConnections)
 	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "candor_config_reloads_total",
 		Help: "Configuration loads by result (success or failure); a failure leaves the running configuration in force.",
@@ -217,6 +229,10 @@ func (s *State) apply(cfg *config.Config) error {
 		s.warnRestart(prev.Config, cfg)
 	}
 
+	tlsSet, err := s.loadTLS(cfg)
+	if err != nil {
+		return err
+	}
 	g, err := Build(cfg, s.log, prev)
 	if err != nil {
 		return err
@@ -224,8 +240,12 @@ func (s *State) apply(cfg *config.Config) error {
 	// Listeners open before anything is swapped: a port that cannot be
 	// bound rejects the reload whole.
 	var newGateway, newAdmin *listener.Server
+	var newH1 *h1.Server
+	var newH2C *cleartext
 	if prev == nil || cfg.Listen != prev.Config.Listen {
-		if newGateway, err = listener.Listen(cfg.Listen, s.Handler, s.log); err != nil {
+		newH1 = s.gatewayServer(cfg)
+		newH2C = s.cleartext(cfg, newH1)
+		if newGateway, err = listener.ListenConns(cfg.Listen, s.limit, newH2C); err != nil {
 			g.closeExcept(prev)
 			return fmt.Errorf("%s: listen: %w", cfg.File, err)
 		}
@@ -238,9 +258,22 @@ func (s *State) apply(cfg *config.Config) error {
 			return fmt.Errorf("%s: admin.listen: %w", cfg.File, err)
 		}
 	}
+	newTLS, err := s.openTLS(cfg, tlsSet)
+	if err != nil {
+		closeAll(newGateway, newAdmin)
+		g.closeExcept(prev)
+		return err
+	}
 	// Nothing can fail from here on: drain flags and admin settings
 	// reach the (possibly shared) upstreams only now.
 	s.applyOverrides(cfg, g)
+	// The server section applies to the requests that start from now on
+	// (a new listener got it when it was built).
+	if newH1 == nil {
+		s.gatewayH1.SetConfig(serverConfig(cfg))
+		s.gatewayH2C.update(cfg)
+	}
+	s.limit.SetMax(cfg.Server.MaxConnections)
 	if cfg.Admin != nil {
 		s.token.Store(cfg.Admin.Token)
 	} else {
@@ -256,9 +289,10 @@ func (s *State) apply(cfg *config.Config) error {
 	drain := cfg.DrainTimeout.Std()
 	if newGateway != nil {
 		old := s.gateway
-		s.gateway = newGateway
+		s.gateway, s.gatewayH1, s.gatewayH2C = newGateway, newH1, newH2C
 		go shutdown(old, drain)
 	}
+	s.swapTLS(cfg, newTLS, tlsSet, drain)
 	if adminChanged {
 		old := s.admin
 		s.admin = newAdmin
@@ -282,6 +316,30 @@ func (s *State) apply(cfg *config.Config) error {
 	s.reloads.WithLabelValues("success").Inc()
 	s.lastOK.Set(float64(s.status.LoadedAt.Unix()))
 	return nil
+}
+
+// gatewayServer builds an HTTP/1.1 server of the gateway: the plain
+// listener's, and the TLS listener's own (serve.go), so that draining one
+// listener leaves the other's connections alone; both count against the
+// same s.limit (one server.max_connections over both).
+func (s *State) gatewayServer(cfg *config.Config) *h1.Server {
+	srv := &h1.Server{Handler: s.Handler, Reject: s.Handler.Reject, Log: s.log}
+	srv.SetConfig(serverConfig(cfg))
+	return srv
+}
+
+// serverConfig is the downstream server's limits and timeouts of cfg.
+func serverConfig(cfg *config.Config) h1.Config {
+	sv := cfg.Server
+	return h1.Config{
+		MaxRequestLine:    int(sv.MaxRequestLine),
+		MaxHeaderBytes:    int(sv.MaxHeaderBytes),
+		MaxHeaderFields:   sv.MaxHeaderFields,
+		ReadHeaderTimeout: sv.ReadHeaderTimeout.Std(),
+		BodyTimeout:       sv.BodyTimeout.Std(),
+		WriteTimeout:      sv.WriteTimeout.Std(),
+		IdleTimeout:       sv.IdleTimeout.Std(),
+	}
 }
 
 func adminAddr(c *config.Config) string {
@@ -423,8 +481,8 @@ func (s *State) Routes() []admin.RouteState {
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx is
-// done (net/http answers the last response of each keep-alive connection
-// with Connection: close), ends tunnels, and releases the generation.
+// done (the last response of each keep-alive connection says
+// Connection: close), ends tunnels, and releases the generation.
 func (s *State) Shutdown(ctx context.Context) error {
 	// Take what is needed and let go of the lock before draining: admin
 	// requests during the drain must not wait for it (nor it for them).
@@ -432,9 +490,17 @@ func (s *State) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	gateway, adm, gen, tracer := s.gateway, s.admin, s.gen, s.tracer
+	tlsl := s.tls
 	s.mu.Unlock()
 	s.reloading.Unlock()
+	var tlsErr error
+	var tlsDone sync.WaitGroup
+	if tlsl != nil {
+		tlsDone.Go(func() { tlsErr = tlsl.srv.Shutdown(ctx) })
+	}
 	err := gateway.Shutdown(ctx)
+	tlsDone.Wait()
+	err = errors.Join(err, tlsErr)
 	if adm != nil {
 		err = errors.Join(err, adm.Shutdown(ctx))
 	}

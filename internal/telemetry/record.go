@@ -41,6 +41,10 @@ type Record struct {
 	TraceID string
 	Method  string
 	Host    string
+	// Peer is the address (ip:port) of the connection the request came
+	// on: the client's own, or the last proxy's. Forwarding fields
+	// (X-Forwarded-For, Forwarded) never change it.
+	Peer string
 	// Path is the request path without its query, which may carry secrets.
 	Path   string
 	Route  string
@@ -179,6 +183,11 @@ func (r *Record) Attrs() []slog.Attr {
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
 		slog.String("path", r.Path),
+	)
+	if r.Peer != "" {
+		a = append(a, slog.String("peer", r.Peer))
+	}
+	a = append(a,
 		slog.String("route", r.Route),
 		slog.Int("status", r.Status),
 		slog.String("source", r.Source.String()),

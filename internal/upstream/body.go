@@ -35,6 +35,9 @@ type Body struct {
 	// sent and recv are the attempt's wire byte counts, frozen when the
 	// body ends (the connection may then serve another request).
 	sent, recv int64
+	// h2 is set for an HTTP/2 response (h2.go), which reads through it;
+	// c and att are then nil.
+	h2 *h2Attempt
 }
 
 // Read reads body bytes.
@@ -47,6 +50,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if b.h2 != nil {
+		return b.h2.read(b, p)
 	}
 	if b.mayWait() {
 		if err := b.c.setReadDeadline(time.Now().Add(b.att.t.opt.IdleTimeout)); err != nil {
@@ -292,7 +298,7 @@ func (b *Body) Trailer() []Field { return b.trailer }
 // means the next Read may wait for the network, so a streaming proxy should
 // flush what it has written.
 func (b *Body) Buffered() int {
-	if b.done || b.err != nil {
+	if b.done || b.err != nil || b.h2 != nil {
 		return 0
 	}
 	return b.c.br.Buffered()
@@ -304,6 +310,9 @@ func (b *Body) BytesRead() int64 { return b.read }
 // Wire returns the bytes this attempt sent to and received from the
 // upstream so far, heads and framing included.
 func (b *Body) Wire() (sent, received int64) {
+	if b.h2 != nil {
+		return b.h2.wire()
+	}
 	if b.done || b.err != nil {
 		return b.sent, b.recv
 	}
@@ -323,6 +332,10 @@ func (b *Body) Close() error {
 		return nil
 	}
 	b.closed = true
+	if b.h2 != nil {
+		b.h2.close(b)
+		return nil
+	}
 	if !b.done && b.err == nil && (b.mode == BodyNone || b.mode == BodyLength && b.left == 0) {
 		b.finish()
 	}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -58,6 +59,10 @@ type Options struct {
 	// TLS is the base TLS configuration for https targets (RootCAs,
 	// ServerName); nil means system roots and the target's host.
 	TLS *tls.Config
+	// H2 speaks HTTP/2 to the targets (an upstream's protocol: h2): TLS
+	// with ALPN h2 for https targets, prior-knowledge h2c for http
+	// targets; see h2.go.
+	H2 bool
 }
 
 // Transport sends requests to the targets of one upstream. It is safe for
@@ -99,6 +104,8 @@ type Target struct {
 	ip   netip.Addr // valid when host is an IP literal
 	tls  *tls.Config
 	pool pool
+	// h2 is set when the Transport speaks HTTP/2 (Options.H2).
+	h2 *h2Target
 }
 
 // New builds a Transport for the given target URLs (http or https, host
@@ -126,7 +133,8 @@ type TargetSpec struct {
 func NewTargets(opt Options, specs []TargetSpec, prev *Transport) (*Transport, error) {
 	t := &Transport{opt: opt, resolver: net.DefaultResolver, stop: make(chan struct{})}
 	adoptable := prev != nil && opt.ConnKey != "" && prev.opt.ConnKey == opt.ConnKey &&
-		prev.opt.MaxIdlePerTarget == opt.MaxIdlePerTarget && prev.opt.PoolIdle == opt.PoolIdle
+		prev.opt.MaxIdlePerTarget == opt.MaxIdlePerTarget && prev.opt.PoolIdle == opt.PoolIdle &&
+		h2Adoptable(prev.opt, opt)
 	if opt.Resolver != "" {
 		addr := opt.Resolver
 		t.resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -197,6 +205,9 @@ func (t *Transport) newTarget(raw string) (*Target, error) {
 		tg.ip = ip.Unmap()
 	}
 	tg.Addr = net.JoinHostPort(tg.host, port)
+	if t.opt.H2 {
+		t.setupH2(tg)
+	}
 	return tg, nil
 }
 
@@ -243,6 +254,9 @@ func (t *Transport) Close() {
 			continue
 		}
 		tg.pool.closeAll()
+		if tg.h2 != nil {
+			tg.h2.close()
+		}
 	}
 }
 
@@ -284,10 +298,11 @@ type Request struct {
 	// Header is the client's header, read but never modified. Hop-by-hop
 	// fields (RFC 9110 §7.6.1), fields named in its Connection, framing
 	// fields, Expect, Proxy-Authorization and fields that Extra sets are
-	// not forwarded.
+	// not forwarded; see [skipRequestField].
 	Header http.Header
-	// Extra are fields candor sets (request id, X-Forwarded-*), written
-	// after Header's.
+	// Extra are fields candor sets (request id, forwarding fields),
+	// written after Header's. A field of Extra with an empty Value is not
+	// written, but still keeps Header's field of that name out.
 	Extra []Field
 	// Body is nil for no body. ContentLength is its length, or -1 when
 	// unknown (sent chunked).
@@ -440,6 +455,9 @@ func (a *attempt) release(c *conn) {
 // request (or one of which nothing was sent) is sent once more on a fresh
 // connection.
 func (t *Transport) RoundTrip(ctx context.Context, tg *Target, req *Request) (*Response, error) {
+	if tg.h2 != nil {
+		return t.roundTripH2(ctx, tg, req)
+	}
 	resp, err, retry := t.try(ctx, tg, req, false)
 	if retry && (req.Body == nil || req.GetBody != nil) {
 		if req.GetBody != nil {
@@ -478,7 +496,12 @@ func (t *Transport) try(ctx context.Context, tg *Target, req *Request, fresh boo
 		if errors.Is(ctx.Err(), context.Canceled) {
 			fe = &failure.Error{Kind: failure.ClientCanceled, Phase: failure.PhaseWrite, Err: err}
 		}
-		if fe.Kind == failure.ClientBodyInvalid || fe.Kind == failure.ClientCanceled {
+		if fe.Kind.Row().Phase == failure.PhaseClient {
+			// The client's body failed (or the client went away): the
+			// request is cut off short of its end (no last chunk, or
+			// fewer bytes than its Content-Length) and its connection
+			// closed, so the upstream never takes it as complete. Not
+			// retried, and no early response is looked for.
 			a.fill(fe, c)
 			a.end()
 			c.close()
@@ -578,7 +601,7 @@ func (t *Transport) write(a *attempt, c *conn) error {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
-	conn := req.Header["Connection"]
+	conn := connectionOptions(req.Header)
 	for k, vs := range req.Header {
 		if skipRequestField(k, conn, req.Extra) {
 			continue
@@ -591,6 +614,9 @@ func (t *Transport) write(a *attempt, c *conn) error {
 		}
 	}
 	for _, f := range req.Extra {
+		if f.Value == "" {
+			continue
+		}
 		bw.WriteString(f.Name)
 		bw.WriteString(": ")
 		bw.WriteString(f.Value)
@@ -621,21 +647,41 @@ func (t *Transport) write(a *attempt, c *conn) error {
 	return bw.Flush()
 }
 
-// requestHopByHop are request fields never forwarded: hop-by-hop fields,
-// the framing and Host (written by candor), Expect (answered by candor's
-// server) and Proxy-Authorization (meant for candor, not the upstream).
+// requestHopByHop are request fields never forwarded (canonical names):
+//   - the hop-by-hop fields of RFC 9110 §7.6.1 and their relatives:
+//     Connection, Keep-Alive, Proxy-Connection, TE, Trailer (the client's
+//     trailer fields are not forwarded either), Transfer-Encoding, Upgrade
+//     (an upgrade candor relays is requested with candor's own Upgrade,
+//     see [Request.Upgrade]; "Upgrade: h2c" never is) and HTTP2-Settings
+//     (RFC 7540 §3.2, meaningless without the h2c upgrade);
+//   - Host and Content-Length: candor writes Host from [Request.Host] and
+//     the framing (Content-Length or chunked) from the body it actually
+//     sends, never from the client's fields;
+//   - Expect: candor's server answers 100-continue itself, and any other
+//     expectation is not passed on;
+//   - Proxy-Authorization: credentials for a proxy that asked for them
+//     (RFC 9110 §11.7.2); candor asks for none, and a reverse proxy that
+//     relayed them would hand a forward proxy's credentials to the origin;
+//   - Forwarded and X-Real-Ip: candor sets Forwarded (and X-Forwarded-*)
+//     through Extra; X-Real-Ip it does not set, and a client's is spoofable.
 var requestHopByHop = [...]string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
-	"Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
-	"Proxy-Authorization",
-	// Forwarding fields a client could spoof; candor sets its own
-	// X-Forwarded-* through Extra.
-	"Forwarded", "X-Real-Ip",
+	"Transfer-Encoding", "Upgrade", "Http2-Settings", "Content-Length", "Host",
+	"Expect", "Proxy-Authorization", "Forwarded", "X-Real-Ip",
 }
 
 // skipRequestField reports whether the client's field name is not
-// forwarded. name is canonical (net/http canonicalises request headers).
+// forwarded: a field of requestHopByHop, a field named in the client's
+// Connection, or a field Extra sets (or its underscore spelling).
+//
+// A Connection option can only remove end-to-end fields of the client's:
+// Host, the framing and Extra's fields are candor's own, written whatever
+// Connection says, so "Connection: Host" or "Connection: close,
+// Content-Length" changes nothing of what frames or routes the request.
 func skipRequestField(name string, connection []string, extra []Field) bool {
+	// Canonical already for a header read by net/http (no allocation
+	// then); canonicalised for any other.
+	name = textproto.CanonicalMIMEHeaderKey(name)
 	for _, h := range requestHopByHop {
 		if name == h {
 			return true
@@ -656,6 +702,21 @@ func skipRequestField(name string, connection []string, extra []Field) bool {
 		}
 	}
 	return false
+}
+
+// connectionOptions returns the values of h's Connection field, under its
+// canonical key (a header read by net/http) or any other spelling.
+func connectionOptions(h http.Header) []string {
+	if v, ok := h["Connection"]; ok {
+		return v
+	}
+	var out []string
+	for k, v := range h {
+		if len(k) == len("Connection") && strings.EqualFold(k, "Connection") {
+			out = append(out, v...)
+		}
+	}
+	return out
 }
 
 // bound returns d, or the request's Deadline when that is earlier.
@@ -720,9 +781,15 @@ func (t *Transport) writeBody(c *conn, req *Request) error {
 	}
 }
 
-// tagClient turns a client body error into a typed failure.
+// tagClient turns a client body error into a typed failure: the body
+// reader's own *failure.Error (the caller knows the cause: a body too
+// large, malformed, stalled, or a client gone) when it returned one,
+// otherwise client_body_invalid.
 func tagClient(err error, _ int64) error {
-	if _, ok := errors.AsType[clientBodyError](err); ok {
+	if cbe, ok := errors.AsType[clientBodyError](err); ok {
+		if fe, ok := errors.AsType[*failure.Error](cbe.err); ok {
+			return fe
+		}
 		return failure.Wrap(failure.ClientBodyInvalid, "", err)
 	}
 	return err
@@ -798,11 +865,15 @@ func dialFirst(ctx context.Context, ips []netip.Addr, port uint16) (net.Conn, ne
 	err := errNoAddress
 	for _, ip := range ips {
 		ap = netip.AddrPortFrom(ip.Unmap(), port)
-		// DialTCP takes the address as is: no string to format, and no
-		// resolver to parse it back.
-		var tc *net.TCPConn
-		if tc, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap); err == nil {
-			return tc, ap, nil
+		// Not Dialer.DialTCP: it turns an empty local address into a
+		// bind to port 0 before connecting, and such an explicitly bound
+		// port cannot reuse one in TIME_WAIT, so under connection churn the
+		// local ports run out (EADDRINUSE). DialContext leaves the choice to
+		// connect(2). The address string costs one allocation per new
+		// connection, not per request.
+		var c net.Conn
+		if c, err = d.DialContext(ctx, "tcp", ap.String()); err == nil {
+			return c, ap, nil
 		}
 		if ctx.Err() != nil {
 			break
