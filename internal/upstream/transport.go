@@ -749,18 +749,39 @@ func (t *Transport) writeBody(c *conn, req *Request) error {
 	c.writeIdle = t.opt.IdleTimeout
 	defer func() { c.writeIdle = 0 }()
 	src := bodySource{req.Body}
-	if req.ContentLength > 0 {
-		n, err := io.CopyN(c.bw, src, req.ContentLength)
-		if err == io.EOF {
-			err = clientBodyError{io.ErrUnexpectedEOF}
-		}
-		if err != nil {
-			return tagClient(err, n)
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	buf := *bp
+	if left := req.ContentLength; left > 0 {
+		// Read the client's body in pieces of up to 64KiB and hand each
+		// to the buffered writer whole: a piece larger than its buffer
+		// goes to the socket in one write, so a 64KiB body costs a few
+		// system calls rather than one read and one write per 4KiB.
+		for left > 0 {
+			p := buf
+			if int64(len(p)) > left {
+				p = p[:left]
+			}
+			n, err := src.Read(p)
+			if n > 0 {
+				left -= int64(n)
+				if _, werr := c.bw.Write(p[:n]); werr != nil {
+					return werr
+				}
+			}
+			if err == io.EOF && left > 0 {
+				err = clientBodyError{io.ErrUnexpectedEOF}
+			}
+			if err != nil && err != io.EOF {
+				return tagClient(err, 0)
+			}
+			if err == io.EOF {
+				break
+			}
 		}
 		return nil
 	}
 	// Chunked (RFC 9112 §7.1), one chunk per read of the client body.
-	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -780,6 +801,9 @@ func (t *Transport) writeBody(c *conn, req *Request) error {
 		}
 	}
 }
+
+// bodyBufs holds the 64KiB buffers request bodies are copied through.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // tagClient turns a client body error into a typed failure: the body
 // reader's own *failure.Error (the caller knows the cause: a body too
