@@ -43,6 +43,16 @@
 #      their RSS is read 2 s after all are open, then they are closed and it is
 #      read again. The open-file limit is raised to the hard limit (IDLE_CONNS is
 #      lowered, with a warning, when that is below IDLE_CONNS + 1000).
+#   5b. Profiles (PROFILE=1): for each of PROFILE_SCENARIOS, after the scenario's last
+#      round, one more wrk run on candor, not measured (it leaves every number above
+#      untouched), lasting 2 x PROFILE_SECONDS + 2 s; 1 s into it, a CPU profile of
+#      PROFILE_SECONDS s (curl .../debug/pprof/profile on candor's admin listener), then an
+#      allocation profile over the next PROFILE_SECONDS s (allocs?seconds=: only that
+#      run's allocations). Saved in $RESULTS/profiles/ as SCENARIO-cpu.pprof and
+#      SCENARIO-allocs.pprof, beside a copy of the candor binary:
+#        go tool pprof -top $RESULTS/profiles/candor $RESULTS/profiles/small64-cpu.pprof
+#        go tool pprof -top -sample_index=alloc_space $RESULTS/profiles/candor \
+#          $RESULTS/profiles/post64k-allocs.pprof
 #   6. Prints the markdown table (bench/report): per scenario and server, req/s
 #      median [min-max], p50 / p99, CPU seconds per 10,000 requests, RSS, and the
 #      ratios candor/direct and candor/nginx, then candor's performance targets,
@@ -60,8 +70,10 @@
 #   accesslog   small64 with access logging on in nginx and candor
 #
 # Environment (defaults): ROUNDS=3 DURATION=5 WARMUP=1 THREADS=2 IDLE_CONNS=10000
-#   PORT_BASE=28100 (uses PORT_BASE+1 .. +6, best outside the kernel's ephemeral
+#   PORT_BASE=28100 (uses PORT_BASE+1 .. +8, best outside the kernel's ephemeral
 #   port range, net.ipv4.ip_local_port_range) SCENARIOS=all
+#   PROFILE=1 (0: no profiles) PROFILE_SCENARIOS="small64 post64k 16k" (those that run)
+#   PROFILE_SECONDS=3: see 5b; with the defaults the profiles add about 25 s
 #   OTHER_MAX=5 RETRY_BUDGET=150 TIME_LIMIT=840: a run during which other processes
 #   (a build, tests) kept more than OTHER_MAX% of the machine busy is measured again,
 #   after waiting (at most 15 s) for the machine to calm down, as long as the
@@ -93,13 +105,18 @@ RESULTS=${RESULTS:-/tmp/candor-bench-$(date -u +%Y%m%dT%H%M%SZ)}
 OTHER_MAX=${OTHER_MAX:-5}         # percent of the machine: a run with more other load is repeated...
 RETRY_BUDGET=${RETRY_BUDGET:-150} # ...while repeats and waits add up to at most this many seconds
 TIME_LIMIT=${TIME_LIMIT:-840}     # ...and the run, from its start, is planned to end within this many seconds
+PROFILE=${PROFILE:-1}
+PROFILE_SCENARIOS=${PROFILE_SCENARIOS:-small64 post64k 16k}
+PROFILE_SECONDS=${PROFILE_SECONDS:-3}
 
 UP_PORT=$((PORT_BASE + 1))         # upstream nginx
 NGX_PORT=$((PORT_BASE + 2))        # nginx proxy, access log off
 NGX_LOG_PORT=$((PORT_BASE + 3))    # nginx proxy, access log on
 CANDOR_PORT=$((PORT_BASE + 4))     # candor, access log off
 CANDOR_LOG_PORT=$((PORT_BASE + 5)) # candor, access log on
-CANDOR_IDLE_PORT=$((PORT_BASE + 6)) # fresh candor for the idle-connection test
+CANDOR_IDLE_PORT=$((PORT_BASE + 6)) # fresh candor for the idle-connection test (no admin listener)
+CANDOR_ADMIN_PORT=$((PORT_BASE + 7))     # candor's admin listener (profiles)
+CANDOR_LOG_ADMIN_PORT=$((PORT_BASE + 8)) # candor-log's admin listener
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 started=$(date +%s)
@@ -235,13 +252,13 @@ if [[ $nofile != unlimited && $nofile -lt $((IDLE_CONNS + 1000)) ]]; then
 	IDLE_CONNS=$((nofile - 1000))
 fi
 
-for p in $UP_PORT $NGX_PORT $NGX_LOG_PORT $CANDOR_PORT $CANDOR_LOG_PORT $CANDOR_IDLE_PORT; do
+for p in $UP_PORT $NGX_PORT $NGX_LOG_PORT $CANDOR_PORT $CANDOR_LOG_PORT $CANDOR_IDLE_PORT $CANDOR_ADMIN_PORT $CANDOR_LOG_ADMIN_PORT; do
 	port_busy "$p" && die "port $p is in use (set PORT_BASE)"
 done
 # a listening port inside the ephemeral range can be taken by an outgoing connection first
 if read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null &&
-	((PORT_BASE + 6 >= eph_lo && PORT_BASE + 1 <= eph_hi)); then
-	say "warning: ports $((PORT_BASE + 1))-$((PORT_BASE + 6)) are in the ephemeral range $eph_lo-$eph_hi; a PORT_BASE outside it is safer"
+	((PORT_BASE + 8 >= eph_lo && PORT_BASE + 1 <= eph_hi)); then
+	say "warning: ports $((PORT_BASE + 1))-$((PORT_BASE + 8)) are in the ephemeral range $eph_lo-$eph_hi; a PORT_BASE outside it is safer"
 fi
 
 # ---------------------------------------------------------------- 2. build
@@ -257,6 +274,10 @@ if [[ -n $(cd "$repo" && git status --short 2>/dev/null) ]]; then
 fi
 (cd "$repo" && go build -o "$tmp/candor" ./cmd/candor && go build -o "$tmp/idleconns" ./bench/idleconns &&
 	go build -o "$tmp/report" ./bench/report) || die "go build failed"
+if ((PROFILE)); then
+	mkdir -p "$RESULTS/profiles"
+	cp "$tmp/candor" "$RESULTS/profiles/candor" # the profiles' symbols: go tool pprof BINARY PROFILE
+fi
 
 # ---------------------------------------------------------------- bodies
 small_body=$(printf 'candor-bench %087d' 0) # 100 bytes
@@ -377,8 +398,10 @@ upstreams:
     max_idle_per_target: 128
 EOF
 }
-candor_conf "$CANDOR_PORT" "{level: warn}" >"$tmp/candor.yaml"
-candor_conf "$CANDOR_LOG_PORT" "{level: info, access: true, output: $tmp/logs/candor-access.log}" >"$tmp/candor-log.yaml"
+# admin listeners on loopback, without a token: the profiles are taken from candor's
+candor_conf "$CANDOR_PORT" "{level: warn}" "admin: {listen: 127.0.0.1:$CANDOR_ADMIN_PORT}" >"$tmp/candor.yaml"
+candor_conf "$CANDOR_LOG_PORT" "{level: info, access: true, output: $tmp/logs/candor-access.log}" \
+	"admin: {listen: 127.0.0.1:$CANDOR_LOG_ADMIN_PORT}" >"$tmp/candor-log.yaml"
 # candor's default server.max_connections (20000) holds IDLE_CONNS unless told more
 idle_server=""
 ((IDLE_CONNS + 1000 <= 20000)) || idle_server="server: {max_connections: $((IDLE_CONNS + 1000))}"
@@ -421,7 +444,9 @@ if ((IDLE_CONNS > 0)); then
 	# started now, so that its port is ours; it serves nothing until the idle-connection test
 	start_candor candor-idle "$CANDOR_IDLE_PORT"; IDLE_PID=$LAST_PID
 fi
-say "upstream nginx $UP_PID (:$UP_PORT), nginx proxy $NGX_PID (:$NGX_PORT, :$NGX_LOG_PORT), candor $CANDOR_PID (:$CANDOR_PORT), candor-log $CANDOR_LOG_PID (:$CANDOR_LOG_PORT)${IDLE_PID:+, candor-idle $IDLE_PID (:$CANDOR_IDLE_PORT)}"
+wait_port "$CANDOR_ADMIN_PORT" "$CANDOR_PID" || die "candor's admin listener did not start"
+wait_port "$CANDOR_LOG_ADMIN_PORT" "$CANDOR_LOG_PID" || die "candor-log's admin listener did not start"
+say "upstream nginx $UP_PID (:$UP_PORT), nginx proxy $NGX_PID (:$NGX_PORT, :$NGX_LOG_PORT), candor $CANDOR_PID (:$CANDOR_PORT, admin :$CANDOR_ADMIN_PORT), candor-log $CANDOR_LOG_PID (:$CANDOR_LOG_PORT, admin :$CANDOR_LOG_ADMIN_PORT)${IDLE_PID:+, candor-idle $IDLE_PID (:$CANDOR_IDLE_PORT)}"
 
 # every path answers 200 through every server before anything is measured
 for port in $UP_PORT $NGX_PORT $NGX_LOG_PORT $CANDOR_PORT $CANDOR_LOG_PORT; do
@@ -432,6 +457,10 @@ for port in $UP_PORT $NGX_PORT $NGX_LOG_PORT $CANDOR_PORT $CANDOR_LOG_PORT; do
 done
 s=$(http_status "$CANDOR_PORT" /json16k strict.bench)
 [[ $s == 200 ]] || die "GET /json16k on candor's strict route answered '$s'"
+for port in $CANDOR_ADMIN_PORT $CANDOR_LOG_ADMIN_PORT; do
+	s=$(http_status "$port" /healthz)
+	[[ $s == 200 ]] || die "GET /healthz on candor's admin listener :$port answered '$s'"
+done
 # Host: strict.bench really selects the strict route (candor-log's access log names it)
 s=$(http_status "$CANDOR_LOG_PORT" /json16k strict.bench)
 for _ in $(seq 20); do grep -q '"route":"strict-json"' "$tmp/logs/candor-access.log" 2>/dev/null && break; sleep 0.1; done
@@ -448,7 +477,7 @@ scenario() { # name: sets LABEL PATH_ CONNS ARGS and the ports/PIDs of the three
 	ARGS=()
 	CONNS=64
 	PORT_direct=$UP_PORT PORT_nginx=$NGX_PORT PORT_candor=$CANDOR_PORT
-	PIDS_candor="$CANDOR_PID"
+	PIDS_candor="$CANDOR_PID" ADMIN_candor=$CANDOR_ADMIN_PORT
 	case $1 in
 	small64) LABEL="100 B, 64 conns" PATH_=/small ;;
 	small256) LABEL="100 B, 256 conns" PATH_=/small CONNS=256 ;;
@@ -458,7 +487,7 @@ scenario() { # name: sets LABEL PATH_ CONNS ARGS and the ports/PIDs of the three
 	close) LABEL="100 B, new connection per request" PATH_=/small ARGS=(-H "Connection: close") ;;
 	json_stream) LABEL="JSON 16 KiB, streaming route" PATH_=/json16k ;;
 	json_strict) LABEL="JSON 16 KiB, strict route (candor buffers + validates)" PATH_=/json16k ARGS=(-H "Host: strict.bench") ;;
-	accesslog) LABEL="100 B, 64 conns, access log on" PATH_=/small PORT_nginx=$NGX_LOG_PORT PORT_candor=$CANDOR_LOG_PORT PIDS_candor="$CANDOR_LOG_PID" ;;
+	accesslog) LABEL="100 B, 64 conns, access log on" PATH_=/small PORT_nginx=$NGX_LOG_PORT PORT_candor=$CANDOR_LOG_PORT PIDS_candor="$CANDOR_LOG_PID" ADMIN_candor=$CANDOR_LOG_ADMIN_PORT ;;
 	*) die "unknown scenario $1" ;;
 	esac
 }
@@ -485,6 +514,32 @@ wrk_run() { # out port duration
 	wait "$wpid" || rc=$?
 	forget "$wpid"
 	((rc == 0)) || say "warning: wrk exited with $rc (see $1)"
+}
+profiled() { # name: is a profile taken for this scenario?
+	((PROFILE)) && [[ " $PROFILE_SCENARIOS " == *" $1 "* ]]
+}
+profile_run() { # name: profiles of candor under load, during a wrk run that is not measured (see 5b)
+	local dir="$RESULTS/profiles" url="http://127.0.0.1:$ADMIN_candor/debug/pprof" ppid rc=0 kind f
+	rm -f "$dir/$1-cpu.pprof" "$dir/$1-allocs.pprof"
+	(
+		sleep 1
+		curl -sSf --max-time $((PROFILE_SECONDS + 10)) -o "$dir/$1-cpu.pprof" "$url/profile?seconds=$PROFILE_SECONDS" &&
+			curl -sSf --max-time $((PROFILE_SECONDS + 10)) -o "$dir/$1-allocs.pprof" "$url/allocs?seconds=$PROFILE_SECONDS"
+	) 2>"$tmp/logs/profile-$1.err" &
+	ppid=$!
+	pids+=("$ppid")
+	wrk_run "$RESULTS/wrk/$1-candor-profile.txt" "$PORT_candor" $((2 * PROFILE_SECONDS + 2))
+	wait "$ppid" || rc=$?
+	forget "$ppid"
+	for kind in cpu allocs; do
+		f=$dir/$1-$kind.pprof
+		# a profile is gzipped protobuf: 1f 8b
+		if [[ ! -s $f || $(head -c 2 "$f" | od -An -tx1 | tr -d ' ') != 1f8b ]]; then
+			say "  warning: no $kind profile of candor for $1 (curl exited with $rc: $(tr '\n' ' ' <"$tmp/logs/profile-$1.err"))"
+		else
+			say "  profile: $f ($(wc -c <"$f") bytes)"
+		fi
+	done
 }
 servers_alive() { # every server still runs, or the run stops here with the server's log
 	local name pid
@@ -515,11 +570,14 @@ read -r -a ours <<<"$UP_PID $(children "$UP_PID") $NGX_PID $(children "$NGX_PID"
 total_runs=0
 runs_planned=$(($(wc -w <<<"$SCENARIOS") * ROUNDS * 3))
 budget_note=""
+profiles_planned=0
+profiles_done=0
+for name in $SCENARIOS; do profiled "$name" && profiles_planned=$((profiles_planned + 1)); done
 may_retry() { # wall_ms of a disturbed run: may it be measured again (RETRY_BUDGET, TIME_LIMIT)?
 	local now left
 	now=$(($(date +%s) - started))
 	# the planned runs after this one, and the idle-connection test
-	left=$(((runs_planned - total_runs - 1) * (WARMUP + DURATION + 1) + (IDLE_CONNS > 0 ? 40 : 0)))
+	left=$(((runs_planned - total_runs - 1) * (WARMUP + DURATION + 1) + (IDLE_CONNS > 0 ? 40 : 0) + (profiles_planned - profiles_done) * (2 * PROFILE_SECONDS + 3)))
 	((retry_spent + $1 / 1000 + 15 + DURATION <= RETRY_BUDGET && now + 15 + DURATION + 1 + left <= TIME_LIMIT)) && return 0
 	[[ -n $budget_note ]] || say "  no time left to measure disturbed runs again (RETRY_BUDGET, TIME_LIMIT): they are kept, and the other load is reported under the table"
 	budget_note=1
@@ -587,6 +645,13 @@ for name in $SCENARIOS; do
 		# shellcheck disable=SC2046
 		printf '%s\t%s\t%s\n' "$name" "$t" "$(rss_kib $(rss_pids_of "$t"))" >>"$RESULTS/rss.tsv"
 	done
+	# after the RSS, so that the profiler's own memory is not counted
+	if profiled "$name"; then
+		servers_alive
+		profile_run "$name"
+		profiles_done=$((profiles_done + 1))
+		servers_alive
+	fi
 done
 
 # ---------------------------------------------------------------- 5. idle connections

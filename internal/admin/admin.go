@@ -1,13 +1,15 @@
 // Package admin serves candor's admin API on its own listener: liveness,
 // the cause table, the live state of routes and upstreams, reload,
-// maintenance and drain, and Prometheus metrics. What it changes, it
-// changes through Control, which the running gateway implements.
+// maintenance and drain, Prometheus metrics and Go's profiles. What it
+// changes, it changes through Control, which the running gateway
+// implements.
 package admin
 
 import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -129,6 +131,7 @@ func Causes() []Cause {
 //	GET  /failures                                 the most recent gateway failures, most recent first, with explanation and fix
 //	GET  /rates                                    requests and failures by cause in 5 s buckets over 10 minutes
 //	GET  / and /dashboard                          the dashboard (HTML; assets under /dashboard/)
+//	GET  /debug/pprof/                             Go's profiles: index, profile?seconds=N (CPU), heap, allocs, goroutine, trace?seconds=N, ...
 func Handler(ctl Control, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -179,12 +182,27 @@ func Handler(ctl Control, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /rates", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, ctl.Rates())
 	})
+	profiles(mux)
 	page := dashboard.Page()
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /dashboard", page)
 	mux.Handle("GET /dashboard/{$}", page)
 	mux.Handle("GET /dashboard/", dashboard.Assets())
 	return mux
+}
+
+// profiles serves Go's profiling endpoints on mux, behind the same token
+// and Origin/Host checks as the rest of the admin API. Importing
+// net/http/pprof also registers them on http.DefaultServeMux, which
+// candor never serves. The admin listener has no write timeout, so a
+// profile of any ?seconds= can be taken.
+func profiles(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // index, and heap, allocs, goroutine, block, mutex, threadcreate by name
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // flag reads ?on=, which defaults to true.
