@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"candor/internal/failure"
@@ -31,7 +33,8 @@ var errBodyDone = errors.New("h1: read of a request body after its response was 
 // response.
 type body struct {
 	c       *conn
-	active  bool // belongs to the request being served
+	g       *bodyGuard // the request state's; never changes
+	active  bool       // belongs to the request being served
 	chunked bool
 	// left is, identity: the bytes left; chunked: the bytes left of the
 	// current chunk's data.
@@ -54,7 +57,7 @@ const (
 // start prepares the body of r.
 func (b *body) start(r *http.Request) {
 	p := &b.c.st.p
-	*b = body{c: b.c, active: r.Body == io.ReadCloser(b)}
+	*b = body{c: b.c, g: b.g, active: r.Body == io.ReadCloser(b)}
 	if !b.active {
 		return
 	}
@@ -76,8 +79,48 @@ func (b *body) end() {
 	b.active = false
 }
 
+// bodyGuard fences a body's reads: every read holds mu, and the server
+// takes mu (body.fence) when the response begins and when the handler
+// returns, so that a read still running on another goroutine (an upstream
+// transport sending the body, which net/http's servers also tolerate) can
+// never read into the buffer, or the bytes, of what comes next.
+type bodyGuard struct {
+	mu sync.Mutex
+	// abandoned tells a read the server took the body from it: at its
+	// next deadline it gives up instead of waiting on.
+	abandoned atomic.Bool
+}
+
+// fence takes the body's lock for the server; the caller unlocks b.g.mu.
+// A read running on another goroutine is interrupted (a past read
+// deadline) and waited for, and fence reports true: the bytes on the
+// connection are then no longer in step with its requests, so it must
+// close, and its buffers must not be reused.
+func (b *body) fence() (stale bool) {
+	g := b.g
+	if g.mu.TryLock() {
+		return false
+	}
+	g.abandoned.Store(true)
+	b.c.nc.SetReadDeadline(aLongTimeAgo)
+	g.mu.Lock()
+	b.active = false
+	return true
+}
+
+// aLongTimeAgo is a read deadline in the past: it interrupts a blocked
+// read.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // Read implements io.Reader.
 func (b *body) Read(p []byte) (int, error) {
+	b.g.mu.Lock()
+	defer b.g.mu.Unlock()
+	return b.readLocked(p)
+}
+
+// readLocked is Read with b.g.mu held.
+func (b *body) readLocked(p []byte) (int, error) {
 	if !b.active {
 		return 0, errBodyDone
 	}
@@ -187,6 +230,9 @@ func (b *body) fill(p []byte) (int, error) {
 		case err == nil:
 			continue
 		case isTimeout(err):
+			if b.g.abandoned.Load() {
+				return 0, failure.Wrap(failure.ClientCanceled, "the request body was taken back by the server while it was read", err)
+			}
 			if time.Now().Before(want) {
 				c.setReadDeadline(want)
 				continue
@@ -382,6 +428,12 @@ func (b *body) trailers() error {
 // deadlock.
 func (b *body) settle() {
 	c := b.c
+	if b.fence() {
+		// A read was running on another goroutine: its bytes are lost
+		// to the connection, which closes.
+		c.closeAfter, c.retired = true, true
+	}
+	defer b.g.mu.Unlock()
 	if !b.active || b.done {
 		return
 	}
@@ -404,7 +456,7 @@ func (b *body) settle() {
 	}
 	// Bounded by maxDiscard: each round reads at least a byte or ends.
 	for n := 0; n <= maxDiscard; {
-		m, err := b.Read(scratch)
+		m, err := b.readLocked(scratch)
 		n += m
 		if err != nil {
 			if err != io.EOF {

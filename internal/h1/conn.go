@@ -103,10 +103,16 @@ type conn struct {
 	one        [1]byte   // a byte read by an idle wait without a socket
 	hasOne     bool
 	closeAfter bool // close after the current response
-	unread     bool // request bytes may be left unread: linger at close
-	hijacked   bool
-	handedOff  bool // given to H2C
-	werr       error
+	// retired: a request body read was still running on another
+	// goroutine when the server took the body back (body.fence); the
+	// connection closes and its request state and read buffer are left to
+	// the garbage collector rather than pooled, since that reader may
+	// still hold them.
+	retired   bool
+	unread    bool // request bytes may be left unread: linger at close
+	hijacked  bool
+	handedOff bool // given to H2C
+	werr      error
 
 	// The idle poller's (under its lock).
 	parkID     uint64
@@ -292,8 +298,15 @@ func (c *conn) release() {
 		c.st, c.cancel = nil, nil
 		c.wmu.Unlock()
 		cancel()
-		st.unbind()
-		statePool.Put(st)
+		if !c.retired {
+			st.unbind()
+			statePool.Put(st)
+		}
+	}
+	if c.retired {
+		// A stale body reader may still hold the state and the read
+		// buffer: neither is reused.
+		c.rbuf, c.r, c.w = nil, 0, 0
 	}
 	if c.wbuf != nil && len(c.wbuf) == 0 {
 		if cap(c.wbuf) == wbufSize {
@@ -661,10 +674,19 @@ func (c *conn) serveRequest() {
 	if c.hijacked {
 		return
 	}
+	// The handler is done with the body; a read of it may still be
+	// running on a goroutine the handler started (an HTTP/2 upstream
+	// transport sending it). Fence it off before the connection's buffer
+	// is used again.
+	if st.body.fence() {
+		c.closeAfter, c.retired = true, true
+	}
+	st.body.g.mu.Unlock()
 	if !ok {
 		// Cut the response off: what was written goes out, without the
 		// last chunk; then the connection closes.
 		c.closeAfter = true
+		st.body.active = false
 		c.flush()
 		return
 	}
@@ -792,6 +814,7 @@ type reqState struct {
 	te     [1]string
 	resp   response
 	body   body
+	guard  bodyGuard // body.g
 	keys   []string
 	iovs   [2][]byte
 	iov    net.Buffers
@@ -801,6 +824,7 @@ func newReqState() *reqState {
 	st := &reqState{hdr: make(http.Header, 16), vals: make([]string, 0, 16)}
 	st.resp.hdr = make(http.Header, 16)
 	st.te[0] = "chunked"
+	st.body.g = &st.guard
 	return st
 }
 
@@ -813,7 +837,7 @@ func (st *reqState) bind(c *conn) {
 func (st *reqState) unbind() {
 	st.ctx, st.req, st.remote = nil, nil, ""
 	st.resp.c, st.resp.req = nil, nil
-	st.body = body{}
+	st.body = body{g: &st.guard}
 	clear(st.hdr)
 	clear(st.resp.hdr)
 	clear(st.vals[:cap(st.vals)])
