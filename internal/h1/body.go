@@ -454,8 +454,14 @@ func (b *body) settle() {
 	if len(scratch) < 512 {
 		scratch = make([]byte, 1024)
 	}
-	// Bounded by maxDiscard: each round reads at least a byte or ends.
-	for n := 0; n <= maxDiscard; {
+	// Bounded by maxDiscard data bytes and by maxDiscardReads rounds:
+	// each round reads at least a byte or ends, and the rounds bound what
+	// chunked framing adds (a 1-byte chunk may carry a 4KiB size line), so
+	// that draining never reads much more than maxDiscard from the wire.
+	for n, rounds := 0, 0; n <= maxDiscard; rounds++ {
+		if rounds == maxDiscardReads {
+			break
+		}
 		m, err := b.readLocked(scratch)
 		n += m
 		if err != nil {

@@ -59,6 +59,11 @@ const (
 // value); a larger rest closes the connection instead.
 const maxDiscard = 256 << 10
 
+// maxDiscardReads bounds the reads of such a drain: with chunked framing
+// each may take a chunk-size line of up to 4KiB besides its data, so the
+// drain reads at most about 4MiB from the wire, however small the chunks.
+const maxDiscardReads = 1024
+
 var (
 	rbufPool  = sync.Pool{New: func() any { b := make([]byte, rbufSize); return &b }}
 	wbufPool  = sync.Pool{New: func() any { b := make([]byte, 0, wbufSize); return &b }}
