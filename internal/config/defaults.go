@@ -165,26 +165,34 @@ func (c *Config) applyDefaults(given func(path string) bool) {
 		c.Watch = &watch
 	}
 	sv := &c.Server
-	if unset("server.max_request_line", sv.MaxRequestLine == 0) {
-		sv.MaxRequestLine = DefaultMaxRequestLine
+	for _, d := range []struct {
+		field *Duration
+		key   string
+		def   Duration
+	}{
+		{&sv.ReadHeaderTimeout, "read_header_timeout", DefaultReadHeaderTimeout},
+		{&sv.BodyTimeout, "body_timeout", DefaultBodyTimeout},
+		{&sv.WriteTimeout, "write_timeout", DefaultWriteTimeout},
+		{&sv.IdleTimeout, "idle_timeout", DefaultServerIdleTimeout},
+	} {
+		if unset("server."+d.key, *d.field == 0) {
+			*d.field = d.def
+		}
 	}
-	if unset("server.max_header_bytes", sv.MaxHeaderBytes == 0) {
-		sv.MaxHeaderBytes = DefaultMaxHeaderBytes
+	for _, d := range []struct {
+		field *Size
+		key   string
+		def   Size
+	}{
+		{&sv.MaxRequestLine, "max_request_line", DefaultMaxRequestLine},
+		{&sv.MaxHeaderBytes, "max_header_bytes", DefaultMaxHeaderBytes},
+	} {
+		if unset("server."+d.key, *d.field == 0) {
+			*d.field = d.def
+		}
 	}
 	if unset("server.max_header_fields", sv.MaxHeaderFields == 0) {
 		sv.MaxHeaderFields = DefaultMaxHeaderFields
-	}
-	if unset("server.read_header_timeout", sv.ReadHeaderTimeout == 0) {
-		sv.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if unset("server.body_timeout", sv.BodyTimeout == 0) {
-		sv.BodyTimeout = DefaultBodyTimeout
-	}
-	if unset("server.write_timeout", sv.WriteTimeout == 0) {
-		sv.WriteTimeout = DefaultWriteTimeout
-	}
-	if unset("server.idle_timeout", sv.IdleTimeout == 0) {
-		sv.IdleTimeout = DefaultServerIdleTimeout
 	}
 	if unset("server.max_connections", sv.MaxConnections == 0) {
 		sv.MaxConnections = DefaultMaxConnections
